@@ -1,0 +1,33 @@
+# Two commands: `make serve` runs the app, `make test` passes the tests.
+# Both create .venv and install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: serve test install shell zeo clean
+
+$(BIN)/pserve: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[testing]'
+	touch $@
+
+install: $(BIN)/pserve
+
+serve: install
+	$(BIN)/pserve development.ini
+
+shell: install
+	$(BIN)/pshell development.ini
+
+zeo: install
+	$(BIN)/runzeo -C zeo.conf
+
+test: install
+	$(BIN)/python -m coverage erase
+	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report
+
+clean:
+	rm -rf $(VENV) var .coverage .coverage.* *.egg-info

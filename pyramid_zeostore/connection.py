@@ -1,0 +1,145 @@
+"""The per-request ZODB connection: opened lazily, closed when done.
+
+The connection is opened on ``request.tm`` the first time a request asks
+for it, and a finished callback aborts whatever is left and returns it to
+the pool, whether the request succeeded, raised or is being retried.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from pyramid.exceptions import ConfigurationError
+from transaction.interfaces import NoTransaction
+from zope.interface import implementer
+
+from ._core_interfaces import IConnectionEvent, IDatabases
+from .exceptions import DatabaseUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pyramid.request import Request
+    from ZODB.Connection import Connection
+
+#: environ keys shared by every attempt of one request (pyramid_retry
+#: reuses the environ): the deadline of the bounded wait for ZEO, and the
+#: flag set after an attempt failed for want of a server.
+DEADLINE = 'zeostore.deadline'
+UNAVAILABLE = 'zeostore.unavailable'
+#: set by the retry handler: this attempt runs alone on this host and
+#: syncs with the server before it reads (see ``contention.py``).
+EXCLUSIVE = 'zeostore.exclusive'
+
+
+@implementer(IConnectionEvent)
+class ConnectionEvent:
+    """Base of the connection events: ``conn`` and ``request``."""
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+
+
+class ZODBConnectionOpened(ConnectionEvent):
+    """Sent when a request's ZODB connection has been opened."""
+
+
+class ZODBConnectionWillClose(ConnectionEvent):
+    """Sent before a request's ZODB connection is aborted and closed."""
+
+
+class ZODBConnectionClosed(ConnectionEvent):
+    """Sent after a request's ZODB connection went back to the pool."""
+
+
+def get_databases(registry: Any) -> Any:
+    """The :class:`~pyramid_zeostore.interfaces.IDatabases` utility.
+
+    :raises ConfigurationError: pyramid_zeostore was not included or no
+        ``zodb_uri`` is set.
+    """
+    databases = registry.queryUtility(IDatabases)
+    if databases is None:
+        raise ConfigurationError(
+            'No ZODB database is configured: include pyramid_zeostore '
+            '(config.include("pyramid_zeostore")) and set zodb_uri'
+        )
+    return databases
+
+
+def _available(databases: Any, name: str, request: Request) -> None:
+    # One bounded wait per request, shared by its retry attempts: the
+    # deadline lives in the environ, which pyramid_retry keeps.
+    environ = request.environ
+    deadline = environ.setdefault(
+        DEADLINE, time.monotonic() + databases.connect_timeout
+    )
+    if environ.get(UNAVAILABLE):
+        deadline = 0.0  # an attempt already waited its full bound
+    if not databases.wait_connected(name, deadline):
+        spec = databases.spec(name)
+        raise DatabaseUnavailable(
+            name, spec.address, databases.connect_timeout
+        )
+
+
+def _primary(request: Request) -> Connection:
+    conn = request.__dict__.get('_zeostore_conn')
+    if conn is not None:
+        return conn
+    registry = request.registry
+    databases = get_databases(registry)
+    db = databases.get('')
+    _available(databases, '', request)
+    if request.environ.get(EXCLUSIVE):
+        databases.sync('')
+    conn = db.open(transaction_manager=request.tm)
+    request.__dict__['_zeostore_conn'] = conn
+    registry.notify(ZODBConnectionOpened(conn, request))
+    request.add_finished_callback(_close)
+    return conn
+
+
+def _close(request: Request) -> None:
+    conn = request.__dict__.pop('_zeostore_conn')
+    registry = request.registry
+    registry.notify(ZODBConnectionWillClose(conn, request))
+    try:
+        # Leftovers of a failed or read-only request; pyramid_tm has
+        # already committed or aborted a request it managed.
+        conn.transaction_manager.abort()
+    except NoTransaction:
+        pass
+    finally:
+        conn.close()  # also closes the secondary connections
+    registry.notify(ZODBConnectionClosed(conn, request))
+
+
+def get_connection(request: Request, dbname: str | None = None) -> Connection:
+    """The request's connection to database ``dbname`` (primary if None).
+
+    Same signature as pyramid_zodbconn's. The connection is opened on
+    ``request.tm`` on first call; later calls return the same one. Named
+    databases come from the primary connection (one multi-database), so
+    cross-database references work.
+
+    :raises DatabaseUnavailable: the ZEO server did not answer within
+        ``zeostore.connect_timeout`` (rendered as HTTP 503).
+    :raises ConfigurationError: no such database is configured.
+    """
+    conn = _primary(request)
+    if not dbname:
+        return conn
+    databases = get_databases(request.registry)
+    if dbname not in databases.names:
+        raise ConfigurationError(
+            f'No database named {dbname!r}: set zodb_uri.{dbname} '
+            f'(configured: {", ".join(n for n in databases.names if n)})'
+        )
+    _available(databases, dbname, request)
+    return conn.get_connection(dbname)
+
+
+def zodb_conn(request: Request) -> Connection:
+    """``request.zodb_conn``: the request's primary connection."""
+    return get_connection(request)

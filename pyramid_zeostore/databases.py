@@ -1,0 +1,186 @@
+"""The per-process registry of ``ZODB.DB`` objects.
+
+Nothing is opened at import or configuration time. Each process opens its
+databases on first use and checks ``os.getpid()`` on every access: a forked
+child (gunicorn ``--preload``, mod_wsgi daemons, ``multiprocessing``) opens
+its own, so no two processes ever share a ZEO client. Databases are closed
+at interpreter exit, which saves FileStorage indexes and ZEO client caches.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Iterable
+
+from ZEO.Exceptions import ClientDisconnected
+from zope.interface import implementer
+
+from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
+from ._core_interfaces import IDatabases
+from .settings import DatabaseSpec
+
+log = logging.getLogger(__name__)
+
+POLL = 0.02
+
+
+def _client_storage(storage):
+    """The ZEO ClientStorage under ``storage``, if there is one."""
+    # A BlobStorage proxy passes attributes through; a DemoStorage keeps
+    # the ClientStorage as its base.
+    while storage is not None and not hasattr(storage, 'is_connected'):
+        storage = getattr(storage, 'base', None)
+    return storage
+
+
+@implementer(IDatabases)
+class Databases:
+    """The databases of one configuration, opened lazily per process.
+
+    Registered as the :class:`~pyramid_zeostore.interfaces.IDatabases`
+    utility by ``includeme``; scripts may build one from specs directly.
+    """
+
+    def __init__(
+        self, specs: Iterable[DatabaseSpec], connect_timeout: float = 2.0
+    ) -> None:
+        self.specs = tuple(specs)
+        if not self.specs:
+            raise ZeostoreConfigurationError(
+                'zodb_uri',
+                None,
+                'expected a database URI such as '
+                'zeo://%(here)s/var/zeo.sock',
+            )
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._dbs: dict = {}
+        self.bootstrapped = False
+        _open_registries.add(self)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs)
+
+    def spec(self, name: str = '') -> DatabaseSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def get(self, name: str = ''):
+        """This process's ``ZODB.DB`` for ``name`` (``''``: the primary).
+
+        :raises DatabaseUnavailable: a ZEO server did not answer within
+            ``connect_timeout``.
+        :raises KeyError: no database has that name.
+        """
+        if self._pid != os.getpid():
+            self._open()
+        return self._dbs[name]
+
+    @property
+    def is_open(self) -> bool:
+        return self._pid == os.getpid()
+
+    def _open(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            if self._pid is not None:
+                # Inherited from the parent: its ZEO client threads did not
+                # survive the fork, and closing would talk over the
+                # parent's sockets. Drop the references, open our own.
+                log.debug('pid changed (%s -> %s): reopening', self._pid, pid)
+            self._dbs = {}
+            self.bootstrapped = False
+            dbs: dict = {}
+            try:
+                for spec in self.specs:
+                    dbs[spec.name] = self._open_one(spec, dbs)
+            except BaseException:
+                for db in dbs.values():
+                    db.close()
+                raise
+            self._dbs = dbs
+            self._pid = pid
+
+    def _open_one(self, spec: DatabaseSpec, dbs: dict):
+        from ZODB import DB
+
+        try:
+            if spec.is_zeo:
+                storage = spec.factory(wait_timeout=self.connect_timeout)
+            else:
+                storage = spec.factory()
+        except ClientDisconnected:
+            raise DatabaseUnavailable(
+                spec.name, spec.address, self.connect_timeout
+            ) from None
+        except TypeError as e:
+            # zodburi passes options that this ZEO/ZODB may not take.
+            raise ZeostoreConfigurationError(
+                spec.key,
+                spec.uri,
+                f'expected parameters this storage accepts ({e})',
+            ) from None
+        try:
+            return DB(storage, databases=dbs, **spec.dbkw)
+        except BaseException:
+            storage.close()
+            raise
+
+    def wait_connected(self, name: str, deadline: float) -> bool:
+        """Wait until ``name``'s ZEO client is connected, or ``deadline``.
+
+        ``deadline`` is a ``time.monotonic()`` value. Storages that are not
+        ZEO clients are always connected.
+        """
+        client = _client_storage(self.get(name).storage)
+        if client is None:
+            return True
+        while not client.is_connected():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return True
+
+    def sync(self, name: str = '') -> None:
+        """Make a round trip to the ZEO server of ``name``.
+
+        Afterwards every invalidation the server sent before has been
+        seen, so a transaction begun next reads the latest committed state.
+        """
+        client = _client_storage(self.get(name).storage)
+        if client is not None:
+            client.ping()
+
+    def close(self) -> None:
+        """Close this process's databases (not ones inherited by fork)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                for db in self._dbs.values():
+                    try:
+                        db.close()
+                    except Exception:  # keep closing the others
+                        log.exception('closing database failed')
+            self._dbs = {}
+            self._pid = None
+            self.bootstrapped = False
+
+
+_open_registries: weakref.WeakSet[Databases] = weakref.WeakSet()
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every database this process opened (runs at exit)."""
+    for databases in list(_open_registries):
+        databases.close()

@@ -1,0 +1,48 @@
+"""What users see when the database cannot serve: 409 and 503, not 500.
+
+Registered by ``includeme``; an application's own exception views for the
+same contexts override these (Pyramid resolves the conflict in favour of
+the including configuration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
+
+from ._core_interfaces import IZeostoreSettings
+
+
+def _respond(request: Any, http_exc: Any, message: str) -> Any:
+    response = http_exc(detail=message)
+    if request.accept.acceptable_offers(['application/json']) and not (
+        request.accept.acceptable_offers(['text/html'])
+    ):
+        response.content_type = 'application/json'
+        response.json_body = {'error': response.title, 'message': message}
+    return response
+
+
+def conflict_view(exc: Exception, request: Any) -> Any:
+    """409: every retry attempt met a write conflict."""
+    attempts = request.environ.get('retry.attempts', 1)
+    return _respond(
+        request,
+        HTTPConflict,
+        f'The object was changed by another request {attempts} time(s) '
+        'while this one ran; nothing was saved. Please try again.',
+    )
+
+
+def unavailable_view(exc: Exception, request: Any) -> Any:
+    """503 with ``Retry-After``: the ZEO server did not answer in time."""
+    settings = request.registry.getUtility(IZeostoreSettings)
+    response = _respond(
+        request,
+        HTTPServiceUnavailable,
+        'The database is not reachable right now; nothing was saved. '
+        'Please try again shortly.',
+    )
+    response.headers['Retry-After'] = str(settings.retry_after)
+    return response

@@ -1,0 +1,140 @@
+"""From a ZODB root to the application root: appmakers, bootstrap, finders.
+
+An *appmaker* is ``appmaker(zodb_root) -> app_root``: it returns the app
+root, creating it if the database is new. :func:`bootstrap` runs it once
+per process in a transaction of its own, retried on conflicts, so that
+several processes starting at once against an empty database end with
+exactly one app root. After that the appmaker only ever reads.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable, Mapping
+
+import transaction
+from pyramid.threadlocal import get_current_request
+from ZODB.POSException import ConflictError
+
+from .databases import Databases
+from .folder import Folder
+
+Appmaker = Callable[[Any], Any]
+
+APP_ROOT = 'app_root'
+BOOTSTRAP_ATTEMPTS = 20
+
+
+def default_appmaker(zodb_root: Any) -> Folder:
+    """Return ``zodb_root['app_root']``, a :class:`Folder` made if absent."""
+    try:
+        return zodb_root[APP_ROOT]
+    except KeyError:
+        app_root = zodb_root[APP_ROOT] = Folder()
+        return app_root
+
+
+def bootstrap(db: Any, appmaker: Appmaker) -> None:
+    """Run ``appmaker`` on ``db`` in its own transaction and commit it.
+
+    Conflicts (another process bootstrapping at the same moment) are
+    retried with a short random pause; the loser then finds the winner's
+    root. Uses a private transaction manager, never the global one.
+    """
+    tm = transaction.TransactionManager(explicit=True)
+    for attempt in range(BOOTSTRAP_ATTEMPTS):
+        tm.begin()
+        conn = db.open(transaction_manager=tm)
+        try:
+            appmaker(conn.root())
+            tm.commit()
+            return
+        except ConflictError:
+            tm.abort()
+            if attempt + 1 == BOOTSTRAP_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
+        except BaseException:
+            tm.abort()
+            raise
+        finally:
+            conn.close()
+
+
+def root_factory(request: Any) -> Any:
+    """Pyramid root factory: the configured appmaker's app root.
+
+    The first call in each process bootstraps the root (see
+    :func:`bootstrap`); every call then runs the appmaker on the
+    request's connection, within ``request.tm``.
+    """
+    from .connection import get_connection, get_databases
+    from ._core_interfaces import IAppmaker
+
+    registry = request.registry
+    appmaker = registry.getUtility(IAppmaker)
+    databases = get_databases(registry)
+    conn = get_connection(request)  # opens the databases, waits for ZEO
+    if not databases.bootstrapped:
+        bootstrap(databases.get(''), appmaker)
+        databases.bootstrapped = True
+    return appmaker(conn.root())
+
+
+class PersistentApplicationFinder:
+    """The classic ``finder(environ) -> app_root`` over one database URI.
+
+    Kept from the ``repoze.zodbconn`` recipe::
+
+        finder = PersistentApplicationFinder(zodb_uri, appmaker)
+        app_root = finder(request.environ)
+
+    The connection opens on ``environ['tm.manager']`` (pyramid_tm's, when
+    it manages the request) or a new explicit transaction manager, and is
+    closed by ``environ['zeostore.closer']()`` or when the request's
+    finished callbacks run. Databases open lazily and per process.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        appmaker: Appmaker = default_appmaker,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        from .settings import parse_settings
+
+        self.uri = uri
+        self.appmaker = appmaker
+        spec = parse_settings({'zodb_uri': uri}).databases
+        self.databases = Databases(spec, connect_timeout)
+
+    def __call__(self, environ: Mapping[str, Any]) -> Any:
+        databases = self.databases
+        db = databases.get('')
+        if not databases.bootstrapped:
+            bootstrap(db, self.appmaker)
+            databases.bootstrapped = True
+        tm = environ.get('tm.manager')
+        if tm is None:
+            tm = transaction.TransactionManager(explicit=True)
+            tm.begin()
+        conn = db.open(transaction_manager=tm)
+
+        def closer() -> None:
+            try:
+                tm.abort()
+            except Exception:  # nothing to abort
+                pass
+            conn.close()
+
+        environ['zeostore.closer'] = closer
+        environ['zeostore.connection'] = conn
+        request = get_current_request()
+        if request is not None and request.environ is environ:
+            request.add_finished_callback(lambda request: closer())
+        return self.appmaker(conn.root())
+
+    def close(self) -> None:
+        """Close the finder's databases in this process."""
+        self.databases.close()

@@ -1,0 +1,233 @@
+"""The default app's pages and JSON API, by traversal over the folder tree.
+
+Reads: ``GET`` any object (HTML, or JSON with ``Accept: application/json``
+or ``?format=json``); folders list a page at a time (``?start=&size=``).
+Writes (JSON bodies): ``POST folder`` creates a child, ``PATCH obj`` sets
+attributes, ``DELETE obj`` removes it, ``POST obj/@@increment`` adds to a
+number attribute. Unsafe methods need a CSRF token: browsers get it in
+the forms; API clients send the ``csrf_token`` cookie's value back in an
+``X-CSRF-Token`` header (any value they choose works, as long as the
+cookie and the header match: a page of another site can do neither).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from pyramid.csrf import CookieCSRFStoragePolicy, get_csrf_token
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPConflict,
+    HTTPCreated,
+    HTTPSeeOther,
+)
+from pyramid.response import Response
+from pyramid.traversal import resource_path
+
+from .content import Item, is_attribute_name, public_attributes
+from .folder import Folder
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+KINDS = {'folder': Folder, 'item': Item}
+
+
+def wants_json(request: Any) -> bool:
+    if request.params.get('format') == 'json':
+        return True
+    offer = request.accept.best_match(['text/html', 'application/json'])
+    return offer == 'application/json'
+
+
+def bad_request(message: str) -> HTTPBadRequest:
+    return _json_error(HTTPBadRequest, message)
+
+
+def _json_error(cls: Any, message: str) -> Any:
+    exc = cls(detail=message)
+    exc.content_type = 'application/json'
+    exc.json_body = {'error': exc.title, 'message': message}
+    return exc
+
+
+def _int_param(request: Any, name: str, default: int, high: int) -> int:
+    raw = request.params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f'{name} must be a whole number') from None
+    if not 0 <= value <= high:
+        raise bad_request(f'{name} must be between 0 and {high}')
+    return value
+
+
+def _json_body(request: Any) -> dict:
+    try:
+        body = request.json_body
+    except ValueError:
+        raise bad_request('expected a JSON object as the body') from None
+    if not isinstance(body, dict):
+        raise bad_request('expected a JSON object as the body')
+    return body
+
+
+def describe(obj: Any, request: Any) -> dict:
+    """The JSON form of ``obj`` (without a folder's children)."""
+    return {
+        'name': obj.__name__ or '',
+        'path': resource_path(obj),
+        'type': 'folder' if isinstance(obj, Folder) else 'item',
+        'attributes': public_attributes(obj),
+    }
+
+
+def folder_page(context: Folder, request: Any) -> dict:
+    start = _int_param(request, 'start', 0, 10**9)
+    size = _int_param(request, 'size', PAGE_SIZE, MAX_PAGE_SIZE)
+    items = [
+        {
+            'name': name,
+            'type': 'folder' if isinstance(child, Folder) else 'item',
+            'path': resource_path(child),
+        }
+        for name, child in context.page(start, size)
+    ]
+    total = len(context)
+    data = describe(context, request)
+    data.update(length=total, start=start, size=size, items=items)
+    data['next'] = (
+        request.resource_path(
+            context, query={'start': start + size, 'size': size}
+        )
+        if start + size < total
+        else None
+    )
+    return data
+
+
+def show(context: Any, request: Any) -> Any:
+    """GET: a folder's page of children, or an item's attributes."""
+    if isinstance(context, Folder):
+        data = folder_page(context, request)
+    else:
+        data = describe(context, request)
+    if wants_json(request):
+        return Response(json_body=data)
+    return Response(_html(data, request), content_type='text/html')
+
+
+def _set_attributes(obj: Any, attributes: Any) -> None:
+    if not isinstance(attributes, dict):
+        raise bad_request('attributes must be a JSON object')
+    for name, value in attributes.items():
+        if not is_attribute_name(obj, name):
+            raise bad_request(
+                f'{name!r} is not an attribute you can set: use an '
+                'identifier that does not start with "_"'
+            )
+    for name, value in attributes.items():
+        setattr(obj, name, value)
+
+
+def create(context: Folder, request: Any) -> Any:
+    """POST to a folder: add a child folder or item."""
+    if request.content_type == 'application/json':
+        body = _json_body(request)
+    else:
+        body = dict(request.POST)
+        body.pop('csrf_token', None)
+    name = body.get('name')
+    kind = body.get('type', 'item')
+    if kind not in KINDS:
+        raise bad_request('type must be "folder" or "item"')
+    try:
+        name = context.check_name(name)
+    except (TypeError, ValueError) as e:
+        raise bad_request(str(e)) from None
+    if name in context:
+        raise _json_error(HTTPConflict, f'{name!r} exists already')
+    child = KINDS[kind]()
+    _set_attributes(child, body.get('attributes', {}))
+    context.add(name, child)
+    if request.content_type != 'application/json':
+        return HTTPSeeOther(location=request.resource_url(context))
+    response = HTTPCreated(json_body=describe(child, request))
+    response.location = request.resource_url(child)
+    return response
+
+
+def update(context: Any, request: Any) -> Any:
+    """PATCH: set attributes from a JSON object."""
+    _set_attributes(context, _json_body(request))
+    return Response(json_body=describe(context, request))
+
+
+def delete(context: Any, request: Any) -> Any:
+    """DELETE: remove the object from its folder."""
+    parent = context.__parent__
+    if parent is None:
+        raise bad_request('the root cannot be deleted')
+    path = resource_path(context)
+    parent.remove(context.__name__)
+    return Response(json_body={'deleted': path})
+
+
+def increment(context: Any, request: Any) -> Any:
+    """POST @@increment: ``{"attribute": "counter", "by": 1}``."""
+    body = _json_body(request) if request.body else {}
+    name = body.get('attribute', 'counter')
+    by = body.get('by', 1)
+    if not is_attribute_name(context, name):
+        raise bad_request(f'{name!r} is not an attribute you can set')
+    if not isinstance(by, int) or isinstance(by, bool):
+        raise bad_request('by must be a whole number')
+    value = getattr(context, name, 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f'{name!r} holds {value!r}, not a whole number')
+    setattr(context, name, value + by)
+    return Response(json_body={'attribute': name, 'value': value + by})
+
+
+def _html(data: dict, request: Any) -> str:
+    title = escape(data['path'])
+    rows = ''.join(
+        f'<li><a href="{escape(request.application_url + item["path"])}">'
+        f'{escape(item["name"])}</a> ({item["type"]})</li>'
+        for item in data.get('items', ())
+    )
+    attrs = ''.join(
+        f'<tr><th>{escape(k)}</th><td>{escape(repr(v))}</td></tr>'
+        for k, v in data['attributes'].items()
+    )
+    parts = [
+        f'<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f'<title>{title}</title></head><body><h1>{title}</h1>',
+        f'<table>{attrs}</table>' if attrs else '',
+    ]
+    if data['type'] == 'folder':
+        nxt = data['next']
+        token = escape(get_csrf_token(request))
+        parts += [
+            f'<p>{data["length"]} item(s)</p><ul>{rows}</ul>',
+            f'<a href="{escape(nxt)}">next page</a>' if nxt else '',
+            '<form method="post"><input name="name" placeholder="name">'
+            '<select name="type"><option>item</option><option>folder'
+            '</option></select><input type="hidden" name="csrf_token" '
+            f'value="{token}"><button>Add</button></form>',
+        ]
+    parts.append('</body></html>')
+    return ''.join(parts)
+
+
+def includeme(config: Any) -> None:
+    """Register the default app's views, with CSRF checks on writes."""
+    config.set_csrf_storage_policy(CookieCSRFStoragePolicy())
+    config.set_default_csrf_options(require_csrf=True)
+    config.add_view(show, request_method=('GET', 'HEAD'))
+    config.add_view(create, context=Folder, request_method='POST')
+    config.add_view(update, request_method='PATCH')
+    config.add_view(delete, request_method='DELETE')
+    config.add_view(increment, name='increment', request_method='POST')

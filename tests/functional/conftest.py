@@ -1,0 +1,165 @@
+"""Real processes for the functional suite: pserve, gunicorn, pshell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def write_ini(directory, zodb_uri: str, port: int = 0, **settings) -> str:
+    """An ini for the ready app (egg:pyramid_zeostore) on 127.0.0.1."""
+    lines = [
+        '[app:main]',
+        'use = egg:pyramid_zeostore',
+        f'zodb_uri = {zodb_uri}',
+    ]
+    lines += [f'{k} = {v}' for k, v in settings.items()]
+    lines += [
+        '',
+        '[pshell]',
+        'setup = pyramid_zeostore.pshell.setup',
+        '',
+        '[server:main]',
+        'use = egg:waitress#main',
+        f'listen = 127.0.0.1:{port or free_port()}',
+        '',
+        '[loggers]',
+        'keys = root',
+        '[handlers]',
+        'keys = console',
+        '[formatters]',
+        'keys = generic',
+        '[logger_root]',
+        'level = WARN',
+        'handlers = console',
+        '[handler_console]',
+        'class = StreamHandler',
+        'args = (sys.stderr,)',
+        'level = NOTSET',
+        'formatter = generic',
+        '[formatter_generic]',
+        'format = %(levelname)s [%(name)s] %(message)s',
+    ]
+    path = os.path.join(str(directory), 'app.ini')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def ini_port(ini: str) -> int:
+    for line in open(ini):
+        if line.startswith('listen = '):
+            return int(line.rsplit(':', 1)[1])
+    raise ValueError('no listen line')
+
+
+class ServerProcess:
+    """A server process hit over loopback; stopped by pid; output kept."""
+
+    def __init__(self, args, port: int, cwd=None, env=None) -> None:
+        self.args = list(args)
+        self.port = port
+        self.url = f'http://127.0.0.1:{port}'
+        self.cwd = cwd
+        self.env = env
+        self.output = tempfile.TemporaryFile()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'server exited:\n{self.log()}')
+            try:
+                with socket.create_connection(('127.0.0.1', self.port), 1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f'server did not listen:\n{self.log()}')
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            # The whole session: gunicorn and pserve may have children.
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def log(self) -> str:
+        self.output.seek(0)
+        return self.output.read().decode(errors='replace')[-6000:]
+
+    def request(self, path: str, method='GET', data=None, headers=None,
+                timeout=30.0):
+        """(status, headers, body bytes) of one request; never raises on
+        an HTTP error status."""
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+
+def pserve(ini: str) -> ServerProcess:
+    return ServerProcess(
+        [os.path.join(BIN, 'pserve'), ini], ini_port(ini),
+        cwd=os.path.dirname(ini),
+    )
+
+
+@pytest.fixture
+def servers():
+    """Start ServerProcess objects through this; all stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(server: ServerProcess, timeout: float = 30.0):
+        started.append(server)
+        server.start(timeout)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+JSON_HEADERS = {
+    'Content-Type': 'application/json',
+    'Accept': 'application/json',
+    'Cookie': 'csrf_token=functional-test',
+    'X-CSRF-Token': 'functional-test',
+}

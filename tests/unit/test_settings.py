@@ -1,0 +1,256 @@
+import pytest
+from pyramid.exceptions import ConfigurationError
+
+from pyramid_zeostore.resolvers import ZEOFactory, parse_address
+from pyramid_zeostore.settings import parse_settings
+
+
+def parse(**settings):
+    return parse_settings(
+        {k.replace('__', '.'): v for k, v in settings.items()}
+    )
+
+
+def test_no_uri_means_no_databases():
+    assert parse().databases == ()
+    assert parse().primary is None
+
+
+def test_primary_and_named_databases_in_order():
+    s = parse_settings(
+        {
+            'zodb_uri': 'memory://',
+            'zodb_uri.zeta': 'memory://z',
+            'zodb_uri.alpha': 'memory://a',
+        }
+    )
+    assert [d.name for d in s.databases] == ['', 'alpha', 'zeta']
+    assert [d.dbkw['database_name'] for d in s.databases] == [
+        '',
+        'alpha',
+        'zeta',
+    ]
+    assert s.primary.key == 'zodb_uri'
+
+
+def test_zodbconn_aliases_are_accepted():
+    s = parse_settings(
+        {'zodbconn.uri': 'memory://', 'zodbconn.uri.other': 'memory://o'}
+    )
+    assert [(d.name, d.key) for d in s.databases] == [
+        ('', 'zodbconn.uri'),
+        ('other', 'zodbconn.uri.other'),
+    ]
+
+
+def test_alias_and_primary_may_agree():
+    s = parse_settings({'zodb_uri': 'memory://', 'zodbconn.uri': 'memory://'})
+    assert len(s.databases) == 1
+
+
+def test_defaults():
+    s = parse(zodb_uri='memory://')
+    assert s.connect_timeout == 2.0
+    assert s.retry_attempts == 3
+    assert s.autostart is False
+    assert s.conflict_lock is True
+    assert s.appmaker == 'pyramid_zeostore.finder.default_appmaker'
+    assert s.lock_file.startswith('/')
+
+
+def test_zeo_uri_with_extras():
+    s = parse(
+        zodb_uri='zeo:///tmp/x/zeo.sock?server_sync=true'
+        '&addresses=127.0.0.1:8100,/tmp/y.sock,[::1]:9000'
+        '&wait_timeout=1.5&connection_cache_size=500'
+        '&ssl_cafile=/ca.pem&ssl_server_hostname=zeo.example'
+    )
+    spec = s.primary
+    assert spec.is_zeo
+    f = spec.factory
+    assert isinstance(f, ZEOFactory)
+    assert f.addresses == (
+        '/tmp/x/zeo.sock',
+        ('127.0.0.1', 8100),
+        '/tmp/y.sock',
+        ('::1', 9000),
+    )
+    assert f.kw['server_sync'] is True
+    assert f.kw['wait_timeout'] == 1.5
+    assert f.tls.cafile == '/ca.pem'
+    assert f.tls.server_hostname == 'zeo.example'
+    assert spec.dbkw['cache_size'] == 500
+    assert s.lock_file == '/tmp/x/zeo.sock.lock'
+    assert spec.address == list(f.addresses)
+
+
+def test_zeo_tcp_uri():
+    spec = parse(zodb_uri='zeo://127.0.0.1:8100').primary
+    assert spec.factory.addresses == (('127.0.0.1', 8100),)
+    assert spec.address == ('127.0.0.1', 8100)
+
+
+def test_lock_file_setting_and_non_zeo_default():
+    assert parse(zodb_uri='memory://', zeostore__lock_file='/l').lock_file == (
+        '/l'
+    )
+    assert 'pyramid_zeostore-' in parse(zodb_uri='memory://').lock_file
+
+
+def test_parse_address():
+    assert parse_address(' /a/../b.sock ') == '/b.sock'
+    with pytest.raises(ValueError):
+        parse_address('nohostport')
+
+
+@pytest.mark.parametrize(
+    'settings, key, words',
+    [
+        ({'zodb_uri': 'zeo:///x.sock?debug=1'}, 'zodb_uri', 'debug'),
+        (
+            {'zodb_uri': 'zeo:///x.sock?wait_for_server_on_startup=1'},
+            'zodb_uri',
+            'connect_timeout',
+        ),
+        ({'zodb_uri': 'nope://x'}, 'zodb_uri', 'zodburi resolver'),
+        ({'zodb_uri': 'just-a-path'}, 'zodb_uri', 'database URI'),
+        ({'zodb_uri': '  '}, 'zodb_uri', 'got nothing'),
+        ({'zodb_uri': 'file:///tmp/x.fs?foo=1'}, 'zodb_uri', 'foo'),
+        ({'zodb_uri': 'zeo:///x.sock?bar=1'}, 'zodb_uri', 'bar'),
+        ({'zodb_uri': 'zeo:///x.sock?wait_timeout=soon'}, 'zodb_uri', 'soon'),
+        (
+            {'zodb_uri': 'zeo:///x.sock?addresses=nohost'},
+            'zodb_uri',
+            'host:port',
+        ),
+        (
+            {'zodb_uri': 'zconfig:///nonexistent/zodb.conf'},
+            'zodb_uri',
+            'valid database URI',
+        ),
+        ({'zodb_uri.x': 'memory://'}, 'zodb_uri', 'primary'),
+        (
+            {'zodb_uri': 'memory://', 'zodb_uri.': 'memory://'},
+            'zodb_uri.',
+            'database name',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zodb_uri.a-b': 'memory://'},
+            'zodb_uri.a-b',
+            'database name',
+        ),
+        (
+            {'zodb_uri': 'memory://a', 'zodbconn.uri': 'memory://b'},
+            'zodbconn.uri',
+            'set only one',
+        ),
+        (
+            {
+                'zodb_uri': 'memory://',
+                'zodb_uri.x': 'memory://1',
+                'zodbconn.uri.x': 'memory://2',
+            },
+            'zodbconn.uri.x',
+            'set it once',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'retry.attempts': 'abc'},
+            'retry.attempts',
+            'whole number',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'retry.attempts': '0'},
+            'retry.attempts',
+            '>= 1',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zeostore.connect_timeout': '-1'},
+            'zeostore.connect_timeout',
+            'seconds',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zeostore.connect_timeout': 'nan'},
+            'zeostore.connect_timeout',
+            'seconds',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zeostore.connect_timeout': 'x'},
+            'zeostore.connect_timeout',
+            'seconds',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zeostore.autostart': 'maybe'},
+            'zeostore.autostart',
+            'true or false',
+        ),
+        (
+            {'zodb_uri': 'memory://', 'zeostore.autostart': 'true'},
+            'zeostore.zeo_conf',
+            'zeo.conf',
+        ),
+        (
+            {
+                'zodb_uri': 'memory://',
+                'zeostore.autostart': 'true',
+                'zeostore.zeo_conf': '/nonexistent/zeo.conf',
+            },
+            'zeostore.zeo_conf',
+            'existing file',
+        ),
+    ],
+)
+def test_bad_settings_name_the_key(settings, key, words):
+    with pytest.raises(ConfigurationError) as info:
+        parse_settings(settings)
+    err = info.value
+    assert err.key == key
+    assert str(err).startswith(key + ':')
+    assert words in str(err)
+
+
+def test_boolean_and_number_spellings(tmp_path):
+    conf = tmp_path / 'zeo.conf'
+    conf.write_text('')
+    s = parse_settings(
+        {
+            'zodb_uri': 'memory://',
+            'zeostore.autostart': 'yes',
+            'zeostore.zeo_conf': str(conf),
+            'zeostore.conflict_lock': False,
+            'zeostore.connect_timeout': '0.5',
+            'zeostore.retry_backoff': '0.3',
+            'zeostore.retry_backoff_max': '0.1',
+            'zeostore.appmaker': ' my.module.appmaker ',
+            'retry.attempts': ' 7 ',
+            'zeostore.retry_after': '',
+        }
+    )
+    assert s.autostart is True
+    assert s.conflict_lock is False
+    assert s.connect_timeout == 0.5
+    assert s.retry_attempts == 7
+    assert s.retry_backoff_max == 0.3  # never below the base
+    assert s.appmaker == 'my.module.appmaker'
+    assert s.retry_after == 5
+
+
+def test_callable_appmaker_is_kept():
+    def maker(root):
+        return root
+
+    assert parse(zodb_uri='memory://', zeostore__appmaker=maker).appmaker is (
+        maker
+    )
+
+
+def test_file_and_demo_uris_resolve_without_opening(tmp_path):
+    path = tmp_path / 'Data.fs'
+    s = parse_settings(
+        {
+            'zodb_uri': f'file://{path}',
+            'zodb_uri.demo': 'demo:(memory://a)/(memory://b)',
+        }
+    )
+    assert not path.exists()  # parsing opened nothing
+    assert not s.primary.is_zeo
+    assert s.primary.address == f'file://{path}'
