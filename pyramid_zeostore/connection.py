@@ -67,15 +67,23 @@ def get_databases(registry: Any) -> Any:
     return databases
 
 
-def _available(databases: Any, name: str, request: Request) -> None:
-    # One bounded wait per request, shared by its retry attempts: the
-    # deadline lives in the environ, which pyramid_retry keeps.
+def wait_available(request: Request, name: str = '') -> None:
+    """Wait, within ``zeostore.connect_timeout``, for database ``name``.
+
+    One bounded wait per request, shared by its retry attempts (the
+    deadline lives in the environ, which pyramid_retry keeps); after an
+    attempt failed for want of a server, later attempts do not wait again.
+
+    :raises DatabaseUnavailable: the server did not answer in time.
+    """
+    databases = get_databases(request.registry)
+    databases.get(name)  # opens this process's databases on first use
     environ = request.environ
     deadline = environ.setdefault(
         DEADLINE, time.monotonic() + databases.connect_timeout
     )
     if environ.get(UNAVAILABLE):
-        deadline = 0.0  # an attempt already waited its full bound
+        deadline = 0.0
     if not databases.wait_connected(name, deadline):
         spec = databases.spec(name)
         raise DatabaseUnavailable(
@@ -89,8 +97,8 @@ def _primary(request: Request) -> Connection:
         return conn
     registry = request.registry
     databases = get_databases(registry)
+    wait_available(request)
     db = databases.get('')
-    _available(databases, '', request)
     if request.environ.get(EXCLUSIVE):
         databases.sync('')
     conn = db.open(transaction_manager=request.tm)
@@ -136,7 +144,7 @@ def get_connection(request: Request, dbname: str | None = None) -> Connection:
             f'No database named {dbname!r}: set zodb_uri.{dbname} '
             f'(configured: {", ".join(n for n in databases.names if n)})'
         )
-    _available(databases, dbname, request)
+    wait_available(request, dbname)
     return conn.get_connection(dbname)
 
 

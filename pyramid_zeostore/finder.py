@@ -69,17 +69,19 @@ def root_factory(request: Any) -> Any:
     :func:`bootstrap`); every call then runs the appmaker on the
     request's connection, within ``request.tm``.
     """
-    from .connection import get_connection, get_databases
     from ._core_interfaces import IAppmaker
+    from .connection import get_connection, get_databases, wait_available
 
     registry = request.registry
     appmaker = registry.getUtility(IAppmaker)
     databases = get_databases(registry)
-    conn = get_connection(request)  # opens the databases, waits for ZEO
     if not databases.bootstrapped:
+        # Before the request's connection opens, so that its snapshot
+        # already holds the root the bootstrap committed.
+        wait_available(request)
         bootstrap(databases.get(''), appmaker)
         databases.bootstrapped = True
-    return appmaker(conn.root())
+    return appmaker(get_connection(request).root())
 
 
 class PersistentApplicationFinder:
