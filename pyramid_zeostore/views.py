@@ -144,7 +144,7 @@ def create(context: Folder, request: Any) -> Any:
     if kind not in KINDS:
         raise bad_request('type must be "folder" or "item"')
     try:
-        name = context.check_name(name)
+        name = context.validate_name(name)
     except (TypeError, ValueError) as e:
         raise bad_request(str(e)) from None
     if name in context:

@@ -1,0 +1,170 @@
+"""The ready app (``egg:pyramid_zeostore``) over a real ZEO server."""
+
+from __future__ import annotations
+
+import pytest
+from webtest import TestApp
+
+from pyramid_zeostore import get_databases, main
+
+TOKEN = 'test-token'
+H = {'X-CSRF-Token': TOKEN}
+JSON = {'Accept': 'application/json'}
+
+
+@pytest.fixture
+def app(zeo_server):
+    router = main({}, zodb_uri=zeo_server.uri())
+    testapp = TestApp(router)
+    testapp.set_cookie('csrf_token', TOKEN)
+    yield testapp
+    get_databases(router.registry).close()
+
+
+def test_empty_root_lists_in_html_and_json(app):
+    html = app.get('/')
+    assert html.content_type == 'text/html'
+    assert '0 item(s)' in html.text
+    assert 'name="csrf_token"' in html.text
+    data = app.get('/', headers=JSON).json
+    assert data == {
+        'name': '',
+        'path': '/',
+        'type': 'folder',
+        'attributes': {},
+        'length': 0,
+        'start': 0,
+        'size': 50,
+        'items': [],
+        'next': None,
+    }
+    assert app.get('/?format=json').json == data
+
+
+def test_create_read_update_delete(app):
+    res = app.post_json(
+        '/', {'name': 'docs', 'type': 'folder', 'attributes': {'t': 'D'}},
+        headers=H,
+    )
+    assert res.status_int == 201
+    assert res.location == 'http://localhost/docs/'
+    res = app.post_json(
+        '/docs', {'name': 'a', 'attributes': {'n': 1, 'l': [1, {'x': None}]}},
+        headers=H,
+    )
+    assert res.json == {
+        'name': 'a',
+        'path': '/docs/a',
+        'type': 'item',
+        'attributes': {'l': [1, {'x': None}], 'n': 1},
+    }
+    assert app.get('/docs/a', headers=JSON).json['attributes']['n'] == 1
+    assert '&#x27;' in app.get('/docs/a').text or 'n' in app.get('/docs/a')
+    res = app.patch_json('/docs/a', {'n': 2, 's': '<b>'}, headers=H)
+    assert res.json['attributes'] == {'l': [1, {'x': None}], 'n': 2, 's': '<b>'}
+    assert '&lt;b&gt;' in app.get('/docs/a').text  # escaped in HTML
+    assert app.get('/docs', headers=JSON).json['attributes'] == {'t': 'D'}
+    assert app.delete('/docs/a', headers=H).json == {'deleted': '/docs/a'}
+    app.get('/docs/a', status=404)
+    assert app.get('/docs', headers=JSON).json['length'] == 0
+
+
+def test_increment_counts(app):
+    app.post_json('/', {'name': 'c'}, headers=H)
+    for i in range(1, 4):
+        res = app.post_json('/c/@@increment', {}, headers=H)
+        assert res.json == {'attribute': 'counter', 'value': i}
+    res = app.post('/c/@@increment', headers=H)  # no body: defaults
+    assert res.json['value'] == 4
+    res = app.post_json(
+        '/c/@@increment', {'attribute': 'other', 'by': -2}, headers=H
+    )
+    assert res.json == {'attribute': 'other', 'value': -2}
+
+
+def test_pagination_and_next_links(app):
+    app.post_json('/', {'name': 'f', 'type': 'folder'}, headers=H)
+    for i in range(7):
+        app.post_json('/f', {'name': f'i{i}'}, headers=H)
+    page = app.get('/f?size=3', headers=JSON).json
+    assert [i['name'] for i in page['items']] == ['i0', 'i1', 'i2']
+    assert page['next'] == '/f/?start=3&size=3'
+    last = app.get('/f?start=6&size=3', headers=JSON).json
+    assert [i['name'] for i in last['items']] == ['i6']
+    assert last['next'] is None
+    assert 'next page' in app.get('/f?size=3').text
+
+
+def test_browser_form_posts_with_csrf_token(app):
+    res = app.get('/')
+    form = res.forms[0]
+    form['name'] = 'from-form'
+    form['type'] = 'folder'
+    res = form.submit()
+    assert res.status_int == 303
+    assert app.get('/from-form', headers=JSON).json['type'] == 'folder'
+
+
+@pytest.mark.parametrize(
+    'method, path, body, status',
+    [
+        ('post_json', '/', {'name': 'a/b'}, 400),
+        ('post_json', '/', {'name': '..'}, 400),
+        ('post_json', '/', {'name': '@@x'}, 400),
+        ('post_json', '/', {'name': ''}, 400),
+        ('post_json', '/', {'name': 5}, 400),
+        ('post_json', '/', {'name': 'x' * 256}, 400),
+        ('post_json', '/', {'name': 'ok', 'type': 'table'}, 400),
+        ('post_json', '/', {'name': 'ok', 'attributes': []}, 400),
+        ('post_json', '/', {'name': 'ok', 'attributes': {'_p': 1}}, 400),
+        ('post_json', '/', {'name': 'ok', 'attributes': {'data': 1}}, 400),
+        ('post_json', '/', [1, 2], 400),
+        ('patch_json', '/', {'keys': 1}, 400),
+        ('delete', '/', None, 400),
+        ('post_json', '/@@increment', {'by': 'x'}, 400),
+        ('post_json', '/@@increment', {'by': True}, 400),
+        ('post_json', '/@@increment', {'attribute': '__class__'}, 400),
+        ('get', '/missing', None, 404),
+        ('get', '/missing/deeper', None, 404),
+        ('get', '/@@nope', None, 404),
+        ('get', '/?start=x', None, 400),
+        ('get', '/?size=100000', None, 400),
+        ('get', '/?start=-1', None, 400),
+    ],
+)
+def test_bad_input_is_4xx_never_500(app, method, path, body, status):
+    kwargs = {'headers': {**H, **JSON}, 'status': status}
+    if body is not None:
+        kwargs['params'] = body
+    res = getattr(app, method)(path, **kwargs)
+    assert res.status_int == status
+
+
+def test_bad_json_body_and_non_number_counter(app):
+    res = app.post(
+        '/', '{not json', headers={**H, 'Content-Type': 'application/json'},
+        status=400,
+    )
+    assert res.json['message'] == 'expected a JSON object as the body'
+    app.post_json('/', {'name': 's', 'attributes': {'counter': 'x'}},
+                  headers=H)
+    res = app.post_json('/s/@@increment', {}, headers=H, status=400)
+    assert 'not a whole number' in res.json['message']
+
+
+def test_duplicate_name_is_409(app):
+    app.post_json('/', {'name': 'a'}, headers=H)
+    res = app.post_json('/', {'name': 'a'}, headers=H, status=409)
+    assert res.json['message'] == "'a' exists already"
+
+
+@pytest.mark.parametrize('method', ['post_json', 'patch_json', 'delete'])
+def test_unsafe_methods_need_the_csrf_token(app, method):
+    app.post_json('/', {'name': 'x'}, headers=H)
+    path = '/' if method == 'post_json' else '/x'
+    kwargs = {'status': 400}
+    if method != 'delete':
+        kwargs['params'] = {'name': 'y'}
+    getattr(app, method)(path, headers={'X-CSRF-Token': 'wrong'}, **kwargs)
+    getattr(app, method)(path, **kwargs)  # no header at all
+    assert app.get('/', headers=JSON).json['length'] == 1
