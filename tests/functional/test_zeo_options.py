@@ -1,0 +1,158 @@
+"""ZEO options zodburi 3 cannot express, reached from the URI, for real:
+TLS with client certificates, several server addresses, server_sync."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import transaction
+
+from pyramid_zeostore import DatabaseUnavailable, Databases, parse_settings
+from pyramid_zeostore import zeoserver
+
+from .conftest import free_port
+
+EXT = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def openssl(*args, cwd):
+    subprocess.run(
+        ['openssl', *args], cwd=cwd, check=True, capture_output=True
+    )
+
+
+@pytest.fixture(scope='module')
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp('certs')
+    openssl(
+        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+        '-subj', '/CN=test CA', '-keyout', 'ca.key', '-out', 'ca.pem',
+        '-addext', 'basicConstraints=critical,CA:TRUE',
+        '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+        cwd=d,
+    )
+    (d / 'ext.cnf').write_text(EXT)
+    for name in ('server', 'client'):
+        openssl(
+            'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
+            '-keyout', f'{name}.key', '-out', f'{name}.csr', cwd=d,
+        )
+        openssl(
+            'x509', '-req', '-in', f'{name}.csr', '-CA', 'ca.pem',
+            '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
+            '-extfile', 'ext.cnf', '-out', f'{name}.pem', cwd=d,
+        )
+    return d
+
+
+def start_runzeo(directory, address_line, extra=''):
+    conf = directory / 'zeo.conf'
+    conf.write_text(
+        f"""<zeo>
+  address {address_line}
+  {extra}
+</zeo>
+<filestorage 1>
+  path {directory}/Data.fs
+</filestorage>
+"""
+    )
+    return subprocess.Popen(
+        zeoserver.runzeo_command(str(conf)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def roundtrip(uri, **settings):
+    parsed = parse_settings({'zodb_uri': uri, **settings})
+    databases = Databases(parsed.databases, parsed.connect_timeout)
+    try:
+        db = databases.get()
+        tm = transaction.TransactionManager(explicit=True)
+        tm.begin()
+        conn = db.open(transaction_manager=tm)
+        conn.root()['n'] = conn.root().get('n', 0) + 1
+        tm.commit()
+        value = conn.root()['n']
+        conn.close()
+        return value, db.storage
+    finally:
+        databases.close()
+
+
+def test_tls_with_client_certificate(certs, tmp_path):
+    port = free_port()
+    proc = start_runzeo(
+        tmp_path,
+        f'127.0.0.1:{port}',
+        f"""<ssl>
+    certificate {certs}/server.pem
+    key {certs}/server.key
+    authenticate {certs}/ca.pem
+  </ssl>""",
+    )
+    try:
+        assert zeoserver.wait_listening(('127.0.0.1', port), 30)
+        uri = (
+            f'zeo://127.0.0.1:{port}?ssl_cafile={certs}/ca.pem'
+            f'&ssl_certfile={certs}/client.pem'
+            f'&ssl_keyfile={certs}/client.key'
+            '&ssl_server_hostname=localhost'
+        )
+        assert roundtrip(uri)[0] == 1
+        assert roundtrip(uri)[0] == 2
+        # Without a client certificate the server refuses: a bounded
+        # wait, then a clear error, not a hang.
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable) as info:
+            roundtrip(
+                f'zeo://127.0.0.1:{port}?ssl_cafile={certs}/ca.pem'
+                '&ssl_server_hostname=localhost',
+                **{'zeostore.connect_timeout': '1'},
+            )
+        assert time.monotonic() - started < 10
+        assert f"('127.0.0.1', {port})" in str(info.value)
+    finally:
+        stop(proc)
+
+
+def test_several_addresses_reach_the_live_one(zeo_server, tmp_path):
+    dead = tmp_path / 'nobody.sock'
+    uri = f'zeo://{dead}?addresses={zeo_server.sock}'
+    assert roundtrip(uri)[0] == 1
+
+
+def test_server_sync_reaches_the_client_storage(zeo_server):
+    value, storage = roundtrip(zeo_server.uri(server_sync='true'))
+    assert storage.server_sync is True
+    value, storage = roundtrip(zeo_server.uri())
+    assert storage.server_sync is False
+    assert value == 2
+
+
+def test_demostorage_over_zeo_keeps_changes_local(zeo_server):
+    uri = zeo_server.uri()
+    assert roundtrip(uri)[0] == 1
+    value, storage = roundtrip(uri + '?demostorage=true')
+    assert value == 2
+    assert roundtrip(uri)[0] == 2  # the demo write never reached ZEO
+
