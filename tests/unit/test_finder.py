@@ -1,0 +1,198 @@
+"""Finder, bootstrap, databases and connection helpers, in one process."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import transaction
+from pyramid import testing
+from pyramid.exceptions import ConfigurationError
+from ZODB.POSException import ConflictError
+
+from pyramid_zeostore import (
+    DatabaseUnavailable,
+    Databases,
+    Folder,
+    PersistentApplicationFinder,
+    bootstrap,
+    get_connection,
+    parse_settings,
+)
+from pyramid_zeostore.databases import _client_storage, close_all
+
+
+def specs(**settings):
+    return parse_settings({'zodb_uri': 'memory://', **settings}).databases
+
+
+def test_finder_keeps_the_classic_api():
+    finder = PersistentApplicationFinder('memory://')
+    environ = {}
+    root = finder(environ)
+    assert isinstance(root, Folder)
+    assert environ['zeostore.connection'].root()['app_root'] is root
+    environ['zeostore.closer']()
+    assert environ['zeostore.connection'].opened is None
+    finder.close()
+
+
+def test_finder_joins_pyramid_tm_and_closes_with_the_request():
+    finder = PersistentApplicationFinder('memory://')
+    tm = transaction.TransactionManager(explicit=True)
+    request = testing.DummyRequest()
+    request.environ['tm.manager'] = tm
+    tm.begin()
+    with testing.testConfig(request=request):
+        root = finder(request.environ)
+        root.title = 'x'
+        tm.commit()
+    conn = request.environ['zeostore.connection']
+    assert conn.opened is not None
+    for callback in request.finished_callbacks:
+        callback(request)
+    assert conn.opened is None
+    assert finder(environ := {}).title == 'x'
+    environ['zeostore.closer']()
+    finder.close()
+
+
+def test_bootstrap_retries_conflicts_then_gives_up(monkeypatch):
+    databases = Databases(specs())
+    db = databases.get()
+    calls = []
+
+    def flaky(zodb_root):
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConflictError('busy')
+        zodb_root['app_root'] = Folder()
+
+    monkeypatch.setattr('pyramid_zeostore.finder.time.sleep', lambda s: None)
+    bootstrap(db, flaky)
+    assert len(calls) == 3
+
+    def always(zodb_root):
+        raise ConflictError('always')
+
+    with pytest.raises(ConflictError):
+        bootstrap(db, always)
+
+    def broken(zodb_root):
+        raise RuntimeError('bug')
+
+    with pytest.raises(RuntimeError):
+        bootstrap(db, broken)
+    databases.close()
+
+
+def test_databases_need_a_uri():
+    with pytest.raises(ConfigurationError, match='zodb_uri'):
+        Databases(())
+
+
+def test_databases_lookup_and_sync_without_zeo():
+    databases = Databases(specs(**{'zodb_uri.other': 'memory://o'}))
+    assert databases.names == ('', 'other')
+    assert databases.spec('other').key == 'zodb_uri.other'
+    with pytest.raises(KeyError):
+        databases.spec('nope')
+    databases.sync()  # nothing to sync with: no error
+    assert databases.wait_connected('other', 0)
+    assert databases.get('other').databases is databases.get('').databases
+    close_all()
+    assert not databases.is_open
+
+
+def test_client_storage_is_found_under_wrappers():
+    class Client:
+        def is_connected(self):
+            return True
+
+    class Demo:
+        base = Client()
+
+    assert isinstance(_client_storage(Demo()), Client)
+    assert _client_storage(object()) is None
+
+
+def test_storage_that_rejects_options_names_the_key(monkeypatch):
+    spec = specs()[0]
+
+    def factory():
+        raise TypeError("unexpected keyword argument 'debug'")
+
+    object.__setattr__(spec, 'factory', factory)
+    with pytest.raises(ConfigurationError) as info:
+        Databases([spec]).get()
+    assert info.value.key == 'zodb_uri'
+    assert 'debug' in str(info.value)
+
+
+def test_failed_open_closes_what_was_opened(tmp_path):
+    databases = Databases(
+        parse_settings(
+            {
+                'zodb_uri': 'memory://',
+                'zodb_uri.zeo': f'zeo://{tmp_path}/absent.sock',
+            }
+        ).databases,
+        connect_timeout=0.1,
+    )
+    with pytest.raises(DatabaseUnavailable) as info:
+        databases.get()
+    assert "database 'zeo' is unavailable" in str(info.value)
+    assert not databases.is_open
+
+
+def test_db_constructor_failure_closes_the_storage(monkeypatch):
+    closed = []
+
+    class Storage:
+        def close(self):
+            closed.append(True)
+
+    spec = specs()[0]
+    object.__setattr__(spec, 'factory', Storage)
+    with pytest.raises(Exception):
+        Databases([spec]).get()
+    assert closed == [True]
+
+
+def test_close_logs_and_goes_on(caplog):
+    databases = Databases(specs(**{'zodb_uri.b': 'memory://b'}))
+    db = databases.get()
+
+    def bad_close():
+        raise OSError('disk gone')
+
+    db.close = bad_close
+    with caplog.at_level(logging.ERROR):
+        databases.close()
+    assert 'closing database failed' in caplog.text
+    assert not databases.is_open
+
+
+def test_get_connection_errors():
+    with testing.testConfig() as config:
+        request = testing.DummyRequest()
+        with pytest.raises(ConfigurationError, match='include'):
+            get_connection(request)
+    config = testing.setUp(settings={'zodb_uri': 'memory://'})
+    try:
+        config.include('pyramid_zeostore')
+        config.commit()
+        request = testing.DummyRequest()
+        request.registry = config.registry
+        request.tm = transaction.TransactionManager(explicit=True)
+        request.tm.begin()
+        conn = get_connection(request)
+        assert get_connection(request) is conn
+        with pytest.raises(ConfigurationError, match='zodb_uri.catalog'):
+            get_connection(request, 'catalog')
+        request.tm.abort()
+        for callback in request.finished_callbacks:
+            callback(request)
+        assert conn.opened is None
+    finally:
+        testing.tearDown()

@@ -1,0 +1,160 @@
+"""includeme, the appmaker directive, main and the error views."""
+
+from __future__ import annotations
+
+import pytest
+from pyramid import testing
+from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationConflictError, ConfigurationError
+from webtest import TestApp
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.POSException import ConflictError
+
+import pyramid_zeostore
+from pyramid_zeostore import (
+    DatabaseUnavailable,
+    Folder,
+    IDatabases,
+    ZeostoreSettings,
+    get_databases,
+    main,
+)
+from pyramid_zeostore._core_interfaces import IAppmaker, IZeostoreSettings
+
+
+def appmaker(zodb_root):
+    return zodb_root.setdefault('custom', Folder())
+
+
+def other_appmaker(zodb_root):
+    return zodb_root
+
+
+def make_config(**settings):
+    config = Configurator(settings={'zodb_uri': 'memory://', **settings})
+    config.include('pyramid_zeostore')
+    return config
+
+
+def test_includeme_registers_and_opens_nothing():
+    config = make_config()
+    config.commit()
+    registry = config.registry
+    assert isinstance(registry.getUtility(IZeostoreSettings), ZeostoreSettings)
+    databases = registry.getUtility(IDatabases)
+    assert not databases.is_open
+    assert registry.getUtility(IAppmaker) is pyramid_zeostore.default_appmaker
+    settings = registry.settings
+    assert settings['retry.attempts'] == 3
+    assert settings['tm.manager_hook'].__name__ == 'explicit_manager'
+
+
+def test_includeme_without_uri_registers_no_databases():
+    config = Configurator(settings={})
+    config.include('pyramid_zeostore')
+    config.commit()
+    assert config.registry.queryUtility(IDatabases) is None
+    with pytest.raises(ConfigurationError, match='set zodb_uri'):
+        get_databases(config.registry)
+
+
+def test_bad_setting_fails_at_include():
+    with pytest.raises(ConfigurationError, match='retry.attempts'):
+        make_config(**{'retry.attempts': 'many'})
+
+
+def test_appmaker_setting_and_directive():
+    config = make_config(**{'zeostore.appmaker': f'{__name__}.appmaker'})
+    config.commit()
+    assert config.registry.getUtility(IAppmaker) is appmaker
+    # An application's own call overrides the setting.
+    config = make_config(**{'zeostore.appmaker': f'{__name__}.appmaker'})
+    config.set_zodb_appmaker(other_appmaker)
+    config.commit()
+    assert config.registry.getUtility(IAppmaker) is other_appmaker
+    intr = config.registry.introspector.get_category('zodb appmakers')
+    assert intr[0]['introspectable']['appmaker'] is other_appmaker
+
+
+def test_double_registration_conflicts():
+    config = make_config()
+    config.set_zodb_appmaker(appmaker)
+    config.set_zodb_appmaker(other_appmaker)
+    with pytest.raises(ConfigurationConflictError):
+        config.commit()
+
+
+def test_appmaker_must_be_callable():
+    config = make_config(**{'zeostore.appmaker': 'pyramid_zeostore.__doc__'})
+    with pytest.raises(ConfigurationError, match='zeostore.appmaker'):
+        config.commit()
+
+
+def test_main_serves_a_memory_database():
+    app = TestApp(main({}, zodb_uri='memory://'))
+    assert app.get('/', headers={'Accept': 'application/json'}).json[
+        'type'
+    ] == 'folder'
+
+
+def test_main_without_startup_check_opens_nothing():
+    router = main(
+        {}, zodb_uri='memory://', **{'zeostore.check_on_startup': 'false'}
+    )
+    assert not get_databases(router.registry).is_open
+
+
+def test_main_without_uri_says_what_to_set():
+    with pytest.raises(ConfigurationError, match='zodb_uri'):
+        main({})
+
+
+def test_main_fails_fast_naming_the_socket(tmp_path):
+    sock = tmp_path / 'absent.sock'
+    with pytest.raises(DatabaseUnavailable) as info:
+        main(
+            {},
+            zodb_uri=f'zeo://{sock}',
+            **{'zeostore.connect_timeout': '0.2'},
+        )
+    assert str(sock) in str(info.value)
+    assert 'the primary database is unavailable' in str(info.value)
+
+
+def boom_conflict(request):
+    raise ConflictError('always')
+
+
+def boom_down(request):
+    raise ClientDisconnected('gone')
+
+
+@pytest.mark.parametrize(
+    'view, status, words',
+    [
+        (boom_conflict, 409, 'changed by another request 3 time(s)'),
+        (boom_down, 503, 'not reachable'),
+    ],
+)
+def test_error_views_render_409_and_503(view, status, words):
+    config = make_config(**{'zeostore.retry_after': '7'})
+    config.add_route('boom', '/boom')
+    config.add_view(view, route_name='boom')
+    app = TestApp(config.make_wsgi_app())
+    res = app.get('/boom', headers={'Accept': 'text/html'}, status=status)
+    assert words in res.text
+    assert res.content_type == 'text/html'
+    assert words in app.get('/boom', status=status).text  # text/plain
+    res = app.get('/boom', headers={'Accept': 'application/json'},
+                  status=status)
+    assert words in res.json['message']
+    if status == 503:
+        assert res.headers['Retry-After'] == '7'
+
+
+def test_pyramid_zodbconn_style_config_moves_over():
+    config = Configurator(settings={'zodbconn.uri': 'memory://'})
+    config.include('pyramid_zeostore')
+    config.commit()
+    assert get_databases(config.registry).specs[0].key == 'zodbconn.uri'
+    testing.tearDown()
