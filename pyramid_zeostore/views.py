@@ -36,8 +36,10 @@ KINDS = {'folder': Folder, 'item': Item}
 def wants_json(request: Any) -> bool:
     if request.params.get('format') == 'json':
         return True
-    offer = request.accept.best_match(['text/html', 'application/json'])
-    return offer == 'application/json'
+    offers = request.accept.acceptable_offers(
+        ['text/html', 'application/json']
+    )
+    return bool(offers) and offers[0][0] == 'application/json'
 
 
 def bad_request(message: str) -> HTTPBadRequest:
