@@ -1,0 +1,118 @@
+"""Interfaces of pyramid_zeostore."""
+
+from __future__ import annotations
+
+from pyramid.interfaces import ILocation
+from zope.interface import Attribute
+from zope.interface.interfaces import IObjectEvent as _IZopeObjectEvent
+
+
+class IFolder(ILocation):
+    """A persistent, BTree-backed mapping of names (``str``) to objects.
+
+    Children get ``__parent__``/``__name__`` when added and lose them when
+    removed; adding and removing send object events through the Pyramid
+    registry (see :mod:`pyramid_zeostore.events`).
+    """
+
+    def __getitem__(name):
+        """Return the object named ``name``; raise ``FolderKeyError``."""
+
+    def get(name, default=None):
+        """Return the object named ``name``, or ``default``."""
+
+    def __contains__(name):
+        """Return True if an object is named ``name``."""
+
+    def __len__():
+        """Return the number of objects (O(1))."""
+
+    def __iter__():
+        """Iterate over names in sorted order."""
+
+    def keys(min=None, max=None, excludemin=False, excludemax=False):
+        """Return a lazy sequence of the names, optionally a range."""
+
+    def values(min=None, max=None, excludemin=False, excludemax=False):
+        """Return a lazy sequence of the objects, optionally a name range."""
+
+    def items(min=None, max=None, excludemin=False, excludemax=False):
+        """Return a lazy sequence of (name, object), optionally a range."""
+
+    def page(start=0, size=50, after=None):
+        """Return a list of at most ``size`` (name, object) pairs."""
+
+    def validate_name(name):
+        """Return ``name`` if it may name a child; raise otherwise."""
+
+    def check_name(name):
+        """Like ``validate_name``, and raise ``FolderKeyError`` if taken."""
+
+    def __setitem__(name, other):
+        """Same as ``add(name, other)``."""
+
+    def __delitem__(name):
+        """Same as ``remove(name)``."""
+
+    def add(name, other, send_events=True, registry=None):
+        """Add ``other`` as ``name``; return the name."""
+
+    def remove(name, send_events=True, registry=None):
+        """Remove the object named ``name`` and return it."""
+
+    def pop(name, default=None, send_events=True, registry=None):
+        """Remove and return the object named ``name``, or ``default``."""
+
+    def clear(send_events=True, registry=None):
+        """Remove every object."""
+
+    def rename(oldname, newname, send_events=True, registry=None):
+        """Give the object named ``oldname`` the name ``newname``."""
+
+    def replace(name, newobject, send_events=True, registry=None):
+        """Put ``newobject`` in place of the object named ``name``."""
+
+    def move(name, other, newname=None, send_events=True, registry=None):
+        """Move the object named ``name`` into the folder ``other``."""
+
+    def copy(name, other, newname=None, send_events=True, registry=None):
+        """Put a deep copy of the object named ``name`` into ``other``."""
+
+
+class IObjectEvent(_IZopeObjectEvent):
+    """An object was (or is about to be) added to or removed from a folder.
+
+    Adding or removing a folder sends one event per object of its subtree;
+    ``top`` tells them apart from the event of the object itself.
+    """
+
+    object = Attribute('The object the event is about.')
+    parent = Attribute('The folder ``object`` is (being) added to or '
+                       'removed from: its ``__parent__``.')
+    name = Attribute('The name of ``object`` in ``parent``.')
+    top = Attribute('The object passed to add/remove/move/copy: '
+                    '``object`` itself, or an ancestor of it when the '
+                    'event is for a descendant.')
+    moving = Attribute('True when the event is part of a move or rename.')
+    old_parent = Attribute('Moving: the folder ``top`` comes from, else None.')
+    old_name = Attribute('Moving: the name ``top`` had, else None.')
+    new_parent = Attribute('Moving: the folder ``top`` goes to, else None.')
+    new_name = Attribute('Moving: the name ``top`` gets, else None.')
+    copied_from = Attribute('Copying: the original ``top`` was copied '
+                            'from, else None.')
+
+
+class IObjectWillBeAdded(IObjectEvent):
+    """Sent before an object is added; it has no ``__parent__`` yet."""
+
+
+class IObjectAdded(IObjectEvent):
+    """Sent after an object was added and got ``__parent__``/``__name__``."""
+
+
+class IObjectWillBeRemoved(IObjectEvent):
+    """Sent before an object is removed, while its path still resolves."""
+
+
+class IObjectRemoved(IObjectEvent):
+    """Sent after an object was removed; ``__parent__`` is None again."""
