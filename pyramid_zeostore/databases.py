@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from typing import Iterable
 
 from ZEO.Exceptions import ClientDisconnected
@@ -62,7 +61,6 @@ class Databases:
         self._pid: int | None = None
         self._dbs: dict = {}
         self.bootstrapped = False
-        _open_registries.add(self)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,6 +109,7 @@ class Databases:
                 raise
             self._dbs = dbs
             self._pid = pid
+            _open_registries.add(self)  # kept until closed, even unreferenced
 
     def _open_one(self, spec: DatabaseSpec, dbs: dict):
         from ZODB import DB
@@ -167,16 +166,30 @@ class Databases:
         with self._lock:
             if self._pid == os.getpid():
                 for db in self._dbs.values():
-                    try:
-                        db.close()
-                    except Exception:  # keep closing the others
-                        log.exception('closing database failed')
+                    _close_db(db)
             self._dbs = {}
             self._pid = None
             self.bootstrapped = False
+            _open_registries.discard(self)
 
 
-_open_registries: weakref.WeakSet[Databases] = weakref.WeakSet()
+def _close_db(db) -> None:
+    try:
+        db.close()
+    except Exception:
+        # ZODB aborts each open connection's transaction first, which
+        # raises NoTransaction on an explicit manager with none begun and
+        # leaves the storage open: close the storage itself, so a
+        # FileStorage still saves its index and a ZEO client its cache.
+        log.warning('closing database %r failed', db.database_name,
+                    exc_info=True)
+        try:
+            db.storage.close()
+        except Exception:  # keep closing the others
+            log.exception('closing storage failed')
+
+
+_open_registries: set[Databases] = set()
 
 
 @atexit.register

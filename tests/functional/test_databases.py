@@ -178,3 +178,43 @@ def test_default_appmaker_is_idempotent(zeo_server):
     tm.abort()
     conn.close()
     databases.close()
+
+
+EXIT_WITHOUT_CLOSE = textwrap.dedent(
+    """
+    import sys, transaction
+    from pyramid_zeostore import Databases, parse_settings
+
+    parsed = parse_settings({'zodb_uri': sys.argv[1]})
+    db = Databases(parsed.databases).get()
+    tm = transaction.TransactionManager(explicit=True)
+    tm.begin()
+    conn = db.open(transaction_manager=tm)
+    conn.root()['saved'] = True
+    tm.commit()
+    close = db.close
+
+    def close_and_mark():
+        open(sys.argv[2], 'w').close()
+        close()
+
+    db.close = close_and_mark
+    # The connection stays open on an explicit manager with no transaction
+    # (ZODB's DB.close then raises NoTransaction), and nothing is closed:
+    # the interpreter's exit must still close the storage.
+    """
+)
+
+
+def test_databases_are_closed_at_exit(tmp_path):
+    path = tmp_path / 'Data.fs'
+    subprocess.run(
+        [
+            sys.executable, '-c', EXIT_WITHOUT_CLOSE, f'file://{path}',
+            str(tmp_path / 'closed'),
+        ],
+        check=True,
+        timeout=60,
+    )
+    assert (tmp_path / 'closed').exists()
+    assert (tmp_path / 'Data.fs.index').exists()

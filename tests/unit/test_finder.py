@@ -159,17 +159,27 @@ def test_db_constructor_failure_closes_the_storage(monkeypatch):
     assert closed == [True]
 
 
-def test_close_logs_and_goes_on(caplog):
+def test_close_falls_back_to_the_storage_and_goes_on(caplog):
     databases = Databases(specs(**{'zodb_uri.b': 'memory://b'}))
     db = databases.get()
+    other = databases.get('b')
+    closed = []
 
     def bad_close():
         raise OSError('disk gone')
 
+    def bad_storage_close():
+        raise OSError('really gone')
+
     db.close = bad_close
-    with caplog.at_level(logging.ERROR):
+    db.storage.close = lambda: closed.append(True)
+    other.close = bad_close
+    other.storage.close = bad_storage_close
+    with caplog.at_level(logging.WARNING):
         databases.close()
-    assert 'closing database failed' in caplog.text
+    assert "closing database ''" in caplog.text
+    assert 'closing storage failed' in caplog.text
+    assert closed == [True]
     assert not databases.is_open
 
 
