@@ -17,6 +17,7 @@ import time
 from typing import Iterable
 
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
@@ -26,6 +27,7 @@ from .settings import DatabaseSpec
 log = logging.getLogger(__name__)
 
 POLL = 0.02
+ROOT_ATTEMPTS = 10
 
 
 def _client_storage(storage):
@@ -112,8 +114,6 @@ class Databases:
             _open_registries.add(self)  # kept until closed, even unreferenced
 
     def _open_one(self, spec: DatabaseSpec, dbs: dict):
-        from ZODB import DB
-
         try:
             if spec.is_zeo:
                 storage = spec.factory(wait_timeout=self.connect_timeout)
@@ -130,11 +130,14 @@ class Databases:
                 spec.uri,
                 f'expected parameters this storage accepts ({e})',
             ) from None
-        try:
-            return DB(storage, databases=dbs, **spec.dbkw)
-        except BaseException:
-            storage.close()
-            raise
+        # Several processes opening an empty database at once all try to
+        # create its root object; the losers retry and find the winner's.
+        for attempt in range(1, ROOT_ATTEMPTS):
+            try:
+                return _new_db(storage, dbs, spec, close_on_error=False)
+            except ConflictError:
+                time.sleep(POLL * attempt)
+        return _new_db(storage, dbs, spec, close_on_error=True)
 
     def wait_connected(self, name: str, deadline: float) -> bool:
         """Wait until ``name``'s ZEO client is connected, or ``deadline``.
@@ -171,6 +174,18 @@ class Databases:
             self._pid = None
             self.bootstrapped = False
             _open_registries.discard(self)
+
+
+def _new_db(storage, dbs: dict, spec: DatabaseSpec, close_on_error: bool):
+    from ZODB import DB
+
+    try:
+        return DB(storage, databases=dbs, **spec.dbkw)
+    except BaseException as e:
+        dbs.pop(spec.name, None)  # DB registers itself before it fails
+        if close_on_error or not isinstance(e, ConflictError):
+            storage.close()
+        raise
 
 
 def _close_db(db) -> None:

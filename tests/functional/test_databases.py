@@ -117,7 +117,6 @@ BOOTSTRAP = textwrap.dedent(
     uri, go = sys.argv[1], sys.argv[2]
     parsed = parse_settings({'zodb_uri': uri})
     databases = Databases(parsed.databases, parsed.connect_timeout)
-    db = databases.get()
 
     def slow_appmaker(zodb_root):
         # Widen the race: read, wait, then create.
@@ -128,6 +127,7 @@ BOOTSTRAP = textwrap.dedent(
     deadline = time.monotonic() + 30
     while not os.path.exists(go) and time.monotonic() < deadline:
         time.sleep(0.005)
+    db = databases.get()  # all open the empty database at once
     bootstrap(db, slow_appmaker)
     conn = db.open()
     print(conn.root()['app_root']._p_oid.hex())
@@ -149,7 +149,7 @@ def test_four_processes_bootstrap_one_root(zeo_server, tmp_path):
         for _ in range(4)
     ]
     try:
-        time.sleep(1.0)  # let all four connect before the start signal
+        time.sleep(1.0)  # let all four start before the signal
         go.write_text('go')
         outs = [p.communicate(timeout=60) for p in procs]
     finally:

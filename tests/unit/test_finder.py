@@ -206,3 +206,31 @@ def test_get_connection_errors():
         assert conn.opened is None
     finally:
         testing.tearDown()
+
+
+def test_root_creation_conflicts_are_retried(monkeypatch):
+    import ZODB
+
+    real = ZODB.DB
+    calls = []
+
+    def racing_db(*args, **kw):
+        calls.append(1)
+        if len(calls) < 3:
+            kw['databases'][kw['database_name']] = 'half-made'
+            raise ConflictError('root made by another process')
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ZODB, 'DB', racing_db)
+    monkeypatch.setattr('pyramid_zeostore.databases.POLL', 0)
+    databases = Databases(specs())
+    assert databases.get().database_name == ''
+    assert len(calls) == 3
+    databases.close()
+
+    def always(*args, **kw):
+        raise ConflictError('never settles')
+
+    monkeypatch.setattr(ZODB, 'DB', always)
+    with pytest.raises(ConflictError):
+        Databases(specs()).get()
