@@ -128,11 +128,16 @@ def includeme(config: Configurator) -> None:
         errorviews.conflict_view, context=ConflictError,
         last_retry_attempt=True,
     )
-    for context in (DatabaseUnavailable, ClientDisconnected):
-        config.add_exception_view(
-            errorviews.unavailable_view, context=context,
-            last_retry_attempt=True,
-        )
+    # DatabaseUnavailable is never retried, so its view must not wait for
+    # the last attempt; ClientDisconnected is retried (a TransientError)
+    # and the retry fails fast with DatabaseUnavailable.
+    config.add_exception_view(
+        errorviews.unavailable_view, context=DatabaseUnavailable
+    )
+    config.add_exception_view(
+        errorviews.unavailable_view, context=ClientDisconnected,
+        last_retry_attempt=True,
+    )
     if parsed.autostart:
         config.action(
             'zeostore.autostart', _autostart, args=(parsed,), order=-10

@@ -63,6 +63,9 @@ class Databases:
         self._pid: int | None = None
         self._dbs: dict = {}
         self.bootstrapped = False
+        # (pid, monotonic time, DatabaseUnavailable args) of the last
+        # failed open: threads that queued behind it fail at once.
+        self._failed: tuple | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -90,10 +93,17 @@ class Databases:
         return self._pid == os.getpid()
 
     def _open(self) -> None:
+        queued = time.monotonic()
         with self._lock:
             pid = os.getpid()
             if self._pid == pid:
                 return
+            failed = self._failed
+            if failed and failed[0] == pid and failed[1] >= queued:
+                # Another thread waited the full bound while this one
+                # queued for the lock: waiting again would add up the
+                # bounds of every request that arrived meanwhile.
+                raise DatabaseUnavailable(*failed[2])
             if self._pid is not None:
                 # Inherited from the parent: its ZEO client threads did not
                 # survive the fork, and closing would talk over the
@@ -105,9 +115,13 @@ class Databases:
             try:
                 for spec in self.specs:
                     dbs[spec.name] = self._open_one(spec, dbs)
-            except BaseException:
+            except BaseException as e:
                 for db in dbs.values():
                     db.close()
+                if isinstance(e, DatabaseUnavailable):
+                    self._failed = (
+                        pid, time.monotonic(), (e.name, e.address, e.timeout)
+                    )
                 raise
             self._dbs = dbs
             self._pid = pid

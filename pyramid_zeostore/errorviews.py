@@ -16,8 +16,9 @@ from ._core_interfaces import IZeostoreSettings
 
 def _respond(request: Any, http_exc: Any, message: str) -> Any:
     response = http_exc(detail=message)
-    if request.accept.acceptable_offers(['application/json']) and not (
-        request.accept.acceptable_offers(['text/html'])
+    if request.params.get('format') == 'json' or (
+        request.accept.acceptable_offers(['application/json'])
+        and not request.accept.acceptable_offers(['text/html'])
     ):
         response.content_type = 'application/json'
         response.json_body = {'error': response.title, 'message': message}
@@ -37,12 +38,22 @@ def conflict_view(exc: Exception, request: Any) -> Any:
 
 def unavailable_view(exc: Exception, request: Any) -> Any:
     """503 with ``Retry-After``: the ZEO server did not answer in time."""
+    from .connection import UNAVAILABLE
+
     settings = request.registry.getUtility(IZeostoreSettings)
+    if request.method in ('GET', 'HEAD', 'OPTIONS', 'TRACE') or not (
+        request.environ.get(UNAVAILABLE)
+    ):
+        outcome = 'nothing was saved'
+    else:
+        # The server went away while this write ran: a commit in flight
+        # may have reached it before the connection dropped.
+        outcome = 'your change may or may not have been saved'
     response = _respond(
         request,
         HTTPServiceUnavailable,
-        'The database is not reachable right now; nothing was saved. '
-        'Please try again shortly.',
+        f'The database is not reachable right now; {outcome}. '
+        'Please check and try again shortly.',
     )
     response.headers['Retry-After'] = str(settings.retry_after)
     return response

@@ -20,33 +20,36 @@ def setup(env: dict[str, Any]) -> Iterator[None]:
     registry = env['registry']
     tm = request.tm
     tm.begin()
-    # Let the app's own root factory (and the bootstrap) run.
-    env['root'] = request.root = env['root_factory'](request)
-    conn = get_connection(request)
-    databases = get_databases(registry)
-
-    def commit() -> None:
-        """Commit what you changed, then begin a fresh transaction."""
-        tm.commit()
-        tm.begin()
-
-    def abort() -> None:
-        """Drop what you changed, then begin a fresh transaction."""
-        tm.abort()
-        tm.begin()
-
-    env.update(
-        zodb_root=conn.root(),
-        conn=conn,
-        db=databases.get(''),
-        tm=tm,
-        commit=commit,
-        abort=abort,
-    )
     try:
+        # Let the app's own root factory (and the bootstrap) run, now
+        # within the session's transaction.
+        env['root'] = request.root = env['root_factory'](request)
+        conn = get_connection(request)
+        databases = get_databases(registry)
+
+        def commit() -> None:
+            """Commit what you changed, then begin a fresh transaction."""
+            tm.commit()
+            tm.begin()
+
+        def abort() -> None:
+            """Drop what you changed, then begin a fresh transaction."""
+            tm.abort()
+            tm.begin()
+
+        env.update(
+            zodb_root=conn.root(),
+            conn=conn,
+            db=databases.get(''),
+            tm=tm,
+            commit=commit,
+            abort=abort,
+        )
         yield
     finally:
-        if tm.isDoomed() or _active(tm):
+        # Whatever was not committed is dropped, also after a failed
+        # commit() or a tm.commit() that left no transaction behind.
+        if _active(tm):
             tm.abort()
 
 

@@ -23,6 +23,10 @@ Address = Union[str, tuple]
 
 POLL = 0.05
 
+#: Servers this process started, kept so that they are reaped (and
+#: Python does not warn about a child "still running" at exit).
+_started: dict[int, subprocess.Popen] = {}
+
 
 @dataclass(frozen=True)
 class ZEOConf:
@@ -49,39 +53,69 @@ class ZEOConf:
 
 
 def read_zeo_conf(path: str) -> ZEOConf:
-    """Parse ``path`` with ZEO's own schema; opens no storage."""
-    import ZConfig
-    import ZEO
+    """Parse ``path`` with ZEO's own schema; opens no storage.
 
-    schema = ZConfig.loadSchema(
-        os.path.join(os.path.dirname(ZEO.__file__), 'schema.xml')
-    )
-    config, _ = ZConfig.loadConfig(schema, os.path.abspath(path))
-    here = os.path.dirname(os.path.abspath(path))
-    address = config.zeo.address
-    if isinstance(address, tuple) and address[0] in ('', None):
-        address = ('127.0.0.1', address[1])
-    elif isinstance(address, str):
-        # runzeo runs in the zeo.conf's folder: relative paths start there
-        address = os.path.join(here, address)
+    Relative paths (socket, pid file) are taken from the zeo.conf's
+    folder, where :func:`ensure_server` runs ``runzeo``; a TCP address
+    that binds every interface (``8100``, ``:8100``) is probed on the
+    loopback.
+
+    :raises ValueError: the address has no port to connect to.
+    """
+    import ZConfig
+
+    path = os.path.abspath(path)
+    config, _ = ZConfig.loadConfig(_schema(), path)
+    here = os.path.dirname(path)
+    # ZConfig gives a SocketBindingAddress: .address is a path or a tuple.
+    address = getattr(config.zeo.address, 'address', config.zeo.address)
+    if isinstance(address, str):
+        address = os.path.normpath(os.path.join(here, address))
+    else:
+        host, port = address
+        if not port:
+            raise ValueError(
+                f'{path}: address {host!r} has no port; use HOST:PORT, or '
+                'a socket path with a "/" in it (e.g. ./var/zeo.sock)'
+            )
+        if host in ('', None, '0.0.0.0'):
+            host = '127.0.0.1'
+        elif host == '::':
+            host = '::1'
+        address = (host, port)
     pid_file = config.zeo.pid_filename
     if pid_file:
-        pid_file = os.path.join(here, pid_file)
-    return ZEOConf(os.path.abspath(path), address, pid_file)
+        pid_file = os.path.normpath(os.path.join(here, pid_file))
+    return ZEOConf(path, address, pid_file)
+
+
+def _schema():
+    # ZEO's schema, except that the folders of paths (storage, pid file,
+    # log) need not exist yet, nor be relative to *our* working folder:
+    # runzeo checks them in its own, once ensure_server created var_dir.
+    import ZConfig.datatypes
+    import ZConfig.loader
+    import ZEO
+
+    stock = dict(ZConfig.datatypes.stock_datatypes)
+    stock['existing-dirpath'] = os.path.expanduser
+    loader = ZConfig.loader.SchemaLoader(ZConfig.datatypes.Registry(stock))
+    return loader.loadURL(
+        os.path.join(os.path.dirname(ZEO.__file__), 'schema.xml')
+    )
 
 
 def is_listening(address: Address, timeout: float = 0.5) -> bool:
     """True when something accepts connections at ``address``."""
-    if isinstance(address, str):
-        family = socket.AF_UNIX
-    else:
-        family = socket.AF_INET6 if ':' in address[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(address)
-        except OSError:
-            return False
+    try:
+        if isinstance(address, str):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(address)
+        else:
+            socket.create_connection(address, timeout).close()
+    except OSError:  # refused, absent, timed out, no such family
+        return False
     return True
 
 
@@ -101,7 +135,7 @@ def _start_lock(path: str) -> Iterator[None]:
     # Serialises autostart among the processes of this host, so that two
     # workers starting at once start one server, not two.
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -118,15 +152,17 @@ def runzeo_command(zeo_conf: str) -> list[str]:
 def ensure_server(conf: ZEOConf, timeout: float) -> int | None:
     """Start ``runzeo -C conf.path`` unless a server already answers.
 
-    Returns the pid of the server started, or ``None`` if one was already
-    running. Raises ``RuntimeError`` naming the log file if the new server
-    does not answer within ``timeout`` seconds.
+    The server runs detached (its own session), with umask 077 (its
+    socket and files are for this user only), its output appended to
+    ``conf.log_file``. Returns the pid of the server started, or ``None``
+    if one was already running. Raises ``RuntimeError`` naming the log
+    file if the new server does not answer within ``timeout`` seconds.
     """
     if is_listening(conf.address):
         return None
     with _start_lock(conf.lock_file):
         if is_listening(conf.address):
-            return None
+            return None  # another process started it while we waited
         os.makedirs(conf.var_dir, exist_ok=True)
         with open(conf.log_file, 'ab') as log:
             proc = subprocess.Popen(
@@ -139,6 +175,7 @@ def ensure_server(conf: ZEOConf, timeout: float) -> int | None:
                 close_fds=True,
                 umask=0o077,  # the socket is for this user only
             )
+        _started[proc.pid] = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -148,42 +185,69 @@ def ensure_server(conf: ZEOConf, timeout: float) -> int | None:
             time.sleep(POLL)
         if proc.poll() is None:
             proc.terminate()
-            proc.wait(5)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        _started.pop(proc.pid, None)
         raise RuntimeError(
             f'runzeo -C {conf.path} did not answer at {conf.address} '
-            f'within {timeout:g}s; see {conf.log_file}'
+            f'within {timeout:g}s (exit status {proc.returncode}); '
+            f'see {conf.log_file}'
         )
 
 
 def server_pid(conf: ZEOConf) -> int | None:
-    """The pid in the server's pid file, if that process is alive."""
+    """The pid in the server's pid file, if that process is a live runzeo.
+
+    A stale pid file (the server was killed) names a dead process or,
+    after the pid was reused, some other program: both give ``None``.
+    """
     if not conf.pid_file:
         return None
     try:
         with open(conf.pid_file) as f:
             pid = int(f.read().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
+        return None
+    if pid <= 0 or not _alive(pid) or not _is_runzeo(pid):
         return None
     return pid
 
 
 def stop_server(conf: ZEOConf, timeout: float = 10.0) -> bool:
-    """Stop the server named by the pid file; True if one was stopped."""
+    """Stop the server named by the pid file; True if one was stopped.
+
+    Sends SIGTERM (runzeo closes its storages and removes its socket and
+    pid file), then SIGKILL if it is still alive after ``timeout``.
+    """
     pid = server_pid(conf)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 5)
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(POLL)
-    os.kill(pid, signal.SIGKILL)
     return True
 
 
 def _alive(pid: int) -> bool:
+    proc = _started.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        del _started[pid]  # reaped: it was our own child
+        return False
     with contextlib.suppress(ChildProcessError):
         # Reap it if it is our own child, or it lingers as a zombie.
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -192,4 +256,26 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    # An orphan nobody reaps (PID 1 of many containers) stays a zombie:
+    # it is dead all the same.
+    return _proc_state(pid) != 'Z'
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (None without /proc)."""
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rsplit(b')', 1)[1].split()[0].decode()
+
+
+def _is_runzeo(pid: int) -> bool:
+    """Whether ``pid`` runs runzeo (True when /proc cannot tell)."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            cmdline = f.read()
+    except OSError:
+        return True
+    return b'runzeo' in cmdline

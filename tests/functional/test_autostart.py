@@ -1,0 +1,276 @@
+"""``zeostore.autostart``: one detached ``runzeo`` per zeo.conf, on demand.
+
+Real processes: ``pserve`` and ``python -c`` children start the server
+through the package; the tests then check the process table (``/proc``),
+the pid file, the log and the socket's mode, and stop the server by the
+pid in its pid file (also when a test fails).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pyramid_zeostore import zeoserver
+from pyramid_zeostore.settings import parse_settings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def _load(name: str, path: str):
+    # Both conftest modules are named "conftest": load them by path.
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fconf = _load('_zeostore_fconf', os.path.join(HERE, 'conftest.py'))
+rconf = _load('_zeostore_rconf', os.path.join(REPO, 'tests', 'conftest.py'))
+
+
+def child_env() -> dict:
+    """Children import this checkout, however the venv was installed."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (REPO, env.get('PYTHONPATH')) if p
+    )
+    return env
+
+
+def pserve(ini: str):
+    return fconf.ServerProcess(
+        [os.path.join(fconf.BIN, 'pserve'), ini],
+        fconf.ini_port(ini),
+        cwd=os.path.dirname(ini),
+        env=child_env(),
+    )
+
+
+def runzeo_pids(conf_path: str) -> list[int]:
+    """Live (not zombie) runzeo processes serving ``conf_path``."""
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                args = f.read().split(b'\0')
+            with open(f'/proc/{entry}/stat', 'rb') as f:
+                state = f.read().rsplit(b')', 1)[1].split()[0]
+        except OSError:
+            continue
+        if (
+            state != b'Z'
+            and b'ZEO.runzeo' in args
+            and conf_path.encode() in args
+        ):
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+@pytest.fixture
+def autostarted():
+    """ZEOConfs whose server is stopped at the end, even on failure."""
+    confs: list = []
+    yield confs
+    for conf in confs:
+        zeoserver.stop_server(conf, timeout=10)
+        for pid in runzeo_pids(conf.path):  # no pid file: by /proc
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def autostart_ini(tmp_path, autostarted):
+    """A zeo.conf in tmp/var and an autostart ini pointing to it."""
+    conf = zeoserver.read_zeo_conf(rconf.write_zeo_conf(tmp_path / 'var'))
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path,
+        f'zeo://{conf.address}',
+        **{
+            'zeostore.autostart': 'true',
+            'zeostore.zeo_conf': conf.path,
+            'zeostore.autostart_timeout': '30',
+        },
+    )
+    assert not zeoserver.is_listening(conf.address)
+    return conf, ini
+
+
+# -- the shipped ini files -----------------------------------------------------
+
+
+def test_production_ini_never_autostarts():
+    from pyramid.paster import get_appsettings
+
+    settings = get_appsettings(os.path.join(REPO, 'production.ini'))
+    parsed = parse_settings(settings)
+    assert parsed.autostart is False
+    assert parsed.primary.is_zeo
+
+
+def test_development_ini_autostarts_the_repository_zeo_conf():
+    from pyramid.paster import get_appsettings
+
+    settings = get_appsettings(os.path.join(REPO, 'development.ini'))
+    parsed = parse_settings(settings)
+    assert parsed.autostart is True
+    conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
+    assert conf.path == os.path.join(REPO, 'zeo.conf')
+    # The app connects where the autostarted server listens.
+    assert parsed.primary.address == conf.address
+    assert conf.log_file == os.path.join(REPO, 'var', 'zeo.log')
+
+
+# -- pserve --------------------------------------------------------------------
+
+
+def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
+    conf, ini = autostart_ini
+    old_umask = os.umask(0)  # pserve inherits a lax umask: runzeo must not
+    try:
+        first = servers(pserve(ini))
+    finally:
+        os.umask(old_umask)
+    status, _, body = first.request('/?format=json')
+    assert status == 200, first.log()
+    pids = runzeo_pids(conf.path)
+    assert len(pids) == 1, pids
+    pid = pids[0]
+    assert zeoserver.server_pid(conf) == pid  # its pid file, in var/
+    assert os.path.dirname(conf.pid_file) == conf.var_dir
+    assert os.getsid(pid) == pid  # a session of its own
+    assert os.getsid(pid) != os.getsid(first.proc.pid)
+    assert os.path.getsize(conf.log_file) > 0  # var/zeo.log
+    mode = stat.S_IMODE(os.stat(conf.address).st_mode)
+    assert mode & 0o002 == 0, oct(mode)  # not world-writable
+    assert mode & 0o077 == 0, oct(mode)  # this user's only (umask 077)
+    body = json.dumps({'name': 'kept', 'type': 'item'}).encode()
+    assert first.request(
+        '/', method='POST', data=body, headers=fconf.JSON_HEADERS
+    )[0] == 201
+
+    first.stop()  # the whole pserve session: runzeo is not in it
+    assert runzeo_pids(conf.path) == [pid]
+    assert zeoserver.is_listening(conf.address)
+
+    second = servers(pserve(ini))  # finds it running: connects only
+    status, _, body = second.request('/?format=json')
+    assert status == 200, second.log()
+    assert [i['name'] for i in json.loads(body)['items']] == ['kept']
+    assert runzeo_pids(conf.path) == [pid]
+    assert zeoserver.server_pid(conf) == pid
+
+    assert zeoserver.stop_server(conf)
+    assert runzeo_pids(conf.path) == []
+    assert not zeoserver.is_listening(conf.address)
+
+
+def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
+    var = tmp_path / 'var'
+    conf_path = rconf.write_zeo_conf(var)
+    with open(conf_path) as f:
+        text = f.read()
+    with open(conf_path, 'w') as f:  # a storage folder that is not there
+        f.write(text.replace('$VAR/Data.fs', f'{tmp_path}/missing/Data.fs'))
+    conf = zeoserver.read_zeo_conf(conf_path)
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{conf.address}',
+        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
+    )
+    proc = subprocess.run(
+        [os.path.join(fconf.BIN, 'pserve'), ini],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, cwd=str(tmp_path), env=child_env(),
+        timeout=60,
+    )
+    output = proc.stdout.decode(errors='replace')
+    assert proc.returncode != 0
+    assert 'RuntimeError' in output and conf.log_file in output, output
+    assert runzeo_pids(conf.path) == []
+
+
+# -- several processes at once -------------------------------------------------
+
+ENSURE = """
+import json, os, sys, time
+from pyramid_zeostore import zeoserver
+conf_path, go = sys.argv[1], sys.argv[2]
+conf = zeoserver.read_zeo_conf(conf_path)
+deadline = time.monotonic() + 30
+while not os.path.exists(go) and time.monotonic() < deadline:
+    time.sleep(0.002)
+print(json.dumps({'pid': zeoserver.ensure_server(conf, 30)}))
+"""
+
+APP = """
+import os, sys, time
+from pyramid.paster import get_app
+ini, go = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 30
+while not os.path.exists(go) and time.monotonic() < deadline:
+    time.sleep(0.002)
+get_app(ini)  # runs main(): autostart, then the startup check
+print('ok')
+"""
+
+
+def run_together(tmp_path, code: str, arg: str, n: int) -> list[str]:
+    """``n`` processes run ``code`` at the same moment; their stdout."""
+    go = str(tmp_path / 'go')
+    procs = [
+        subprocess.Popen(
+            [sys.executable, '-c', code, arg, go],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=child_env(), cwd=str(tmp_path),
+        )
+        for _ in range(n)
+    ]
+    try:
+        time.sleep(0.5)  # all have started Python and wait for "go"
+        open(go, 'w').close()
+        outs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode(errors='replace')
+            outs.append(out.decode().strip())
+        return outs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def test_concurrent_ensure_server_starts_one(autostart_ini, tmp_path):
+    conf, _ = autostart_ini
+    outs = run_together(tmp_path, ENSURE, conf.path, 4)
+    started = [json.loads(o)['pid'] for o in outs]
+    winners = [pid for pid in started if pid is not None]
+    assert len(winners) == 1, started  # the others found it running
+    assert runzeo_pids(conf.path) == winners
+    assert zeoserver.server_pid(conf) == winners[0]
+    assert zeoserver.stop_server(conf)
+    assert runzeo_pids(conf.path) == []
+
+
+def test_concurrent_app_factories_start_one(autostart_ini, tmp_path):
+    conf, ini = autostart_ini
+    outs = run_together(tmp_path, APP, ini, 3)
+    assert outs == ['ok'] * 3
+    pids = runzeo_pids(conf.path)
+    assert len(pids) == 1, pids
+    assert zeoserver.server_pid(conf) == pids[0]
+    assert zeoserver.stop_server(conf)
+    assert runzeo_pids(conf.path) == []
