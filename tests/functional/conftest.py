@@ -15,6 +15,16 @@ import urllib.request
 import pytest
 
 BIN = os.path.dirname(sys.executable)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+
+
+def child_env() -> dict:
+    """Children import this checkout, however the venv was installed."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (os.path.abspath(REPO), env.get('PYTHONPATH')) if p
+    )
+    return env
 
 
 def free_port() -> int:
@@ -137,8 +147,10 @@ class ServerProcess:
 
 def pserve(ini: str) -> ServerProcess:
     return ServerProcess(
-        [os.path.join(BIN, 'pserve'), ini], ini_port(ini),
+        [os.path.join(BIN, 'pserve'), ini],
+        ini_port(ini),
         cwd=os.path.dirname(ini),
+        env=child_env(),
     )
 
 

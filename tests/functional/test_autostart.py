@@ -8,7 +8,6 @@ pid in its pid file (also when a test fails).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,39 +20,16 @@ import pytest
 
 from pyramid_zeostore import zeoserver
 from pyramid_zeostore.settings import parse_settings
+from tests import conftest as rconf
+from tests.functional import conftest as fconf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
-def _load(name: str, path: str):
-    # Both conftest modules are named "conftest": load them by path.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-fconf = _load('_zeostore_fconf', os.path.join(HERE, 'conftest.py'))
-rconf = _load('_zeostore_rconf', os.path.join(REPO, 'tests', 'conftest.py'))
 
-
-def child_env() -> dict:
-    """Children import this checkout, however the venv was installed."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (REPO, env.get('PYTHONPATH')) if p
-    )
-    return env
-
-
-def pserve(ini: str):
-    return fconf.ServerProcess(
-        [os.path.join(fconf.BIN, 'pserve'), ini],
-        fconf.ini_port(ini),
-        cwd=os.path.dirname(ini),
-        env=child_env(),
-    )
 
 
 def runzeo_pids(conf_path: str) -> list[int]:
@@ -139,7 +115,7 @@ def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
     conf, ini = autostart_ini
     old_umask = os.umask(0)  # pserve inherits a lax umask: runzeo must not
     try:
-        first = servers(pserve(ini))
+        first = servers(fconf.pserve(ini))
     finally:
         os.umask(old_umask)
     status, _, body = first.request('/?format=json')
@@ -164,7 +140,7 @@ def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
     assert runzeo_pids(conf.path) == [pid]
     assert zeoserver.is_listening(conf.address)
 
-    second = servers(pserve(ini))  # finds it running: connects only
+    second = servers(fconf.pserve(ini))  # finds it running: connects only
     status, _, body = second.request('/?format=json')
     assert status == 200, second.log()
     assert [i['name'] for i in json.loads(body)['items']] == ['kept']
@@ -192,7 +168,7 @@ def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
     proc = subprocess.run(
         [os.path.join(fconf.BIN, 'pserve'), ini],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, cwd=str(tmp_path), env=child_env(),
+        stderr=subprocess.STDOUT, cwd=str(tmp_path), env=fconf.child_env(),
         timeout=60,
     )
     output = proc.stdout.decode(errors='replace')
@@ -233,7 +209,7 @@ def run_together(tmp_path, code: str, arg: str, n: int) -> list[str]:
         subprocess.Popen(
             [sys.executable, '-c', code, arg, go],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=child_env(), cwd=str(tmp_path),
+            env=fconf.child_env(), cwd=str(tmp_path),
         )
         for _ in range(n)
     ]

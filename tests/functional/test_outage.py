@@ -13,7 +13,6 @@ recorded with ``record_property`` and printed (``pytest -s``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -22,21 +21,11 @@ import threading
 import time
 
 import pytest
+from tests import conftest as rconf
+from tests.functional import conftest as fconf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 
-
-def _load(name: str, path: str):
-    # Both conftest modules are named "conftest": load them by path.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fconf = _load('_zeostore_fconf', os.path.join(HERE, 'conftest.py'))
-rconf = _load('_zeostore_rconf', os.path.join(REPO, 'tests', 'conftest.py'))
 
 MARGIN = 3.0  # generous: process scheduling, interpreter start-up
 RECOVERY_LIMIT = 30.0  # bounded polling for the app to come back
@@ -51,26 +40,8 @@ def settings(connect_timeout: float | None, **more) -> dict:
     return out
 
 
-def child_env() -> dict:
-    """The environment of child processes: this checkout importable.
-
-    Makes the children independent of how (and when) the package was
-    installed into the virtualenv.
-    """
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (REPO, env.get('PYTHONPATH')) if p
-    )
-    return env
 
 
-def pserve(ini: str):
-    return fconf.ServerProcess(
-        [os.path.join(fconf.BIN, 'pserve'), ini],
-        fconf.ini_port(ini),
-        cwd=os.path.dirname(ini),
-        env=child_env(),
-    )
 
 
 def timed(server, path, **kw):
@@ -169,7 +140,7 @@ def test_startup_without_server_fails_within_bound(tmp_path, record_property):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=str(tmp_path),
-        env=child_env(),
+        env=fconf.child_env(),
         timeout=60,
     )
     elapsed = time.monotonic() - start
@@ -193,7 +164,7 @@ def test_request_while_down_gets_503(tmp_path, servers, record_property):
         tmp_path, f'zeo://{sock}',
         **settings(None, **{'zeostore.check_on_startup': 'false'}),
     )
-    app = servers(pserve(ini))  # starts: no check at startup
+    app = servers(fconf.pserve(ini))  # starts: no check at startup
     one = [
         timed(app, '/', **HTML),
         timed(app, '/', method='POST', headers=fconf.JSON_HEADERS,
@@ -217,7 +188,7 @@ def test_concurrent_requests_while_down_each_bounded(
         tmp_path, f'zeo://{sock}',
         **settings(1, **{'zeostore.check_on_startup': 'false'}),
     )
-    app = servers(pserve(ini))
+    app = servers(fconf.pserve(ini))
     results = concurrently(
         app, [('/', JSON), ('/a/b', JSON_Q), ('/', HTML), ('/a/b', {})]
     )
@@ -239,7 +210,7 @@ def test_server_appears_after_app_started(
         tmp_path, zeo.uri(),
         **settings(1, **{'zeostore.check_on_startup': 'false'}),
     )
-    app = servers(pserve(ini))
+    app = servers(fconf.pserve(ini))
     assert_unavailable(timed(app, '/', **JSON), 1, json_body=True)
     zeo.start()
     try:
@@ -306,7 +277,7 @@ def test_zeo_killed_under_running_app(
 ):
     timeout = 1.0
     ini = fconf.write_ini(tmp_path, zeo_server.uri(), **settings(timeout))
-    app = servers(pserve(ini))
+    app = servers(fconf.pserve(ini))
     before = {f'before{i}' for i in range(5)}
     for name in sorted(before):
         assert create(app, name)[0] == 201

@@ -7,43 +7,19 @@ in the URI, what pshell commits is on the very next request: no sleeps.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import textwrap
+from tests.functional import conftest as fconf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 
 
-def _load(name: str, path: str):
-    # Both conftest modules are named "conftest": load them by path.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-fconf = _load('_zeostore_fconf', os.path.join(HERE, 'conftest.py'))
 
 
-def child_env() -> dict:
-    """Children import this checkout, however the venv was installed."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (REPO, env.get('PYTHONPATH')) if p
-    )
-    return env
-
-
-def pserve(ini: str):
-    return fconf.ServerProcess(
-        [os.path.join(fconf.BIN, 'pserve'), ini],
-        fconf.ini_port(ini),
-        cwd=os.path.dirname(ini),
-        env=child_env(),
-    )
 
 
 def pshell(ini: str, statements: str) -> str:
@@ -54,7 +30,7 @@ def pshell(ini: str, statements: str) -> str:
         capture_output=True,
         text=True,
         cwd=os.path.dirname(ini),
-        env=child_env(),
+        env=fconf.child_env(),
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -73,7 +49,7 @@ def test_pshell_commit_is_seen_by_the_next_request(
     zeo_server, servers, tmp_path
 ):
     ini = fconf.write_ini(tmp_path, zeo_server.uri(server_sync='true'))
-    app = servers(pserve(ini))
+    app = servers(fconf.pserve(ini))
     assert names(app) == []  # pserve bootstrapped the root
     body = json.dumps({'name': 'from_web', 'type': 'item'}).encode()
     assert app.request(
@@ -104,7 +80,7 @@ def test_pshell_abort_exit_and_read_your_writes(
     zeo_server, servers, tmp_path
 ):
     ini = fconf.write_ini(tmp_path, zeo_server.uri(server_sync='true'))
-    app = servers(pserve(ini))
+    app = servers(fconf.pserve(ini))
     out = pshell(ini, """
         from pyramid_zeostore.content import Item
         root['kept'] = Item()
