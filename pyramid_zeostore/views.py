@@ -124,7 +124,7 @@ def show(context: Any, request: Any) -> Any:
 def _set_attributes(obj: Any, attributes: Any) -> None:
     if not isinstance(attributes, dict):
         raise bad_request('attributes must be a JSON object')
-    for name, value in attributes.items():
+    for name in attributes:
         if not is_attribute_name(obj, name):
             raise bad_request(
                 f'{name!r} is not an attribute you can set: use an '

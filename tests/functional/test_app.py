@@ -61,7 +61,11 @@ def test_create_read_update_delete(app):
     assert app.get('/docs/a', headers=JSON).json['attributes']['n'] == 1
     assert '&#x27;' in app.get('/docs/a').text or 'n' in app.get('/docs/a')
     res = app.patch_json('/docs/a', {'n': 2, 's': '<b>'}, headers=H)
-    assert res.json['attributes'] == {'l': [1, {'x': None}], 'n': 2, 's': '<b>'}
+    assert res.json['attributes'] == {
+        'l': [1, {'x': None}],
+        'n': 2,
+        's': '<b>',
+    }
     assert '&lt;b&gt;' in app.get('/docs/a').text  # escaped in HTML
     assert app.get('/docs', headers=JSON).json['attributes'] == {'t': 'D'}
     assert app.delete('/docs/a', headers=H).json == {'deleted': '/docs/a'}

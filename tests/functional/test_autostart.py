@@ -83,7 +83,7 @@ def autostart_ini(tmp_path, autostarted):
     return conf, ini
 
 
-# -- the shipped ini files -----------------------------------------------------
+# -- the shipped ini files ----------------------------------------------------
 
 
 def test_production_ini_never_autostarts():
@@ -108,7 +108,7 @@ def test_development_ini_autostarts_the_repository_zeo_conf():
     assert conf.log_file == os.path.join(REPO, 'var', 'zeo.log')
 
 
-# -- pserve --------------------------------------------------------------------
+# -- pserve -------------------------------------------------------------------
 
 
 def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
@@ -177,7 +177,7 @@ def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
     assert runzeo_pids(conf.path) == []
 
 
-# -- several processes at once -------------------------------------------------
+# -- several processes at once ------------------------------------------------
 
 ENSURE = """
 import json, os, sys, time

@@ -149,12 +149,13 @@ def test_db_constructor_failure_closes_the_storage(monkeypatch):
     closed = []
 
     class Storage:
+        # not a storage at all: ZODB.DB fails on it
         def close(self):
             closed.append(True)
 
     spec = specs()[0]
     object.__setattr__(spec, 'factory', Storage)
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         Databases([spec]).get()
     assert closed == [True]
 

@@ -374,7 +374,7 @@ def test_pop(events):
 
 def test_clear(events):
     items = [Item(), Item(), Item()]
-    folder = Folder(dict(zip('cab', items)))
+    folder = Folder(dict(zip('cab', items, strict=True)))
     folder.clear()
     assert len(folder) == 0 and list(folder) == []
     assert all(i.__parent__ is None for i in items)

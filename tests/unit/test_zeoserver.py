@@ -62,7 +62,7 @@ def cleanup_servers():
         zeoserver._started.pop(pid, None)
 
 
-# -- ZEOConf and read_zeo_conf -------------------------------------------------
+# -- ZEOConf and read_zeo_conf ------------------------------------------------
 
 
 def test_read_zeo_conf_absolute_socket_and_pid_file(tmp_path):
@@ -127,7 +127,7 @@ def test_read_zeo_conf_address_without_port(tmp_path):
     assert path in str(e.value)
 
 
-# -- is_listening / wait_listening ---------------------------------------------
+# -- is_listening / wait_listening --------------------------------------------
 
 
 def unix_listener(path):
@@ -182,7 +182,7 @@ def test_wait_listening(tmp_path):
         assert zeoserver.wait_listening(path2, 0)  # answers at once
 
 
-# -- ensure_server / server_pid / stop_server ----------------------------------
+# -- ensure_server / server_pid / stop_server ---------------------------------
 
 
 def _write_zeo_conf(directory) -> str:
