@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test install shell zeo clean
+.PHONY: serve test lint install shell zeo clean
 
 $(BIN)/pserve: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ shell: install
 zeo: install
 	$(BIN)/runzeo -C zeo.conf
 
-test: install
+lint: install
+	$(BIN)/ruff check pyramid_zeostore tests benchmarks
+
+test: install lint
 	$(BIN)/python -m coverage erase
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._core_interfaces import IAppmaker, IDatabases, IZeostoreSettings
 from .connection import (
     ZODBConnectionClosed,
     ZODBConnectionOpened,
@@ -26,6 +25,7 @@ from .exceptions import (
 )
 from .finder import PersistentApplicationFinder, bootstrap, default_appmaker
 from .folder import Folder
+from .interfaces import IAppmaker, IDatabases, IZeostoreSettings
 from .settings import ZeostoreSettings, parse_settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only

@@ -14,8 +14,8 @@ from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
 from zope.interface import implementer
 
-from ._core_interfaces import IConnectionEvent, IDatabases
 from .exceptions import DatabaseUnavailable
+from .interfaces import IConnectionEvent, IDatabases
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.request import Request

@@ -1,19 +1,67 @@
-"""Conflicts that do not fail users: backoff, and a lock only for retries.
+"""Conflicts that do not fail users: backoff, a retry alone, hot-spot queues.
 
-A write that hits a ``ConflictError`` is retried by pyramid_retry. Before
-the retry we sleep a short jittered, exponential backoff and mark the
-environ; the retry then runs *alone on this host*: it takes a host-wide
-lock exclusively (``flock`` on a file beside the ZEO socket) and syncs
-with the ZEO server before it reads, so it sees the latest state and no
-other writer of this host can commit under it. First attempts take the
-same lock *shared*, so they run side by side and pay only a few system
-calls: low-conflict writes keep their throughput, and a hot spot turns
-into a queue instead of a storm of 409s.
+pyramid_retry retries a request that hit a ``ConflictError`` (up to
+``retry.attempts`` attempts in all, each with a fresh connection and
+transaction). This module decides how each attempt runs:
 
-A gate lock in front of the shared lock keeps a waiting retry from being
-starved by a stream of new first attempts. Only unsafe methods (POST,
-PUT, PATCH, DELETE) take part; reads never wait. The lock covers one
-host: across hosts, retry and backoff remain.
+* every attempt after a conflict first sleeps a jittered, exponential
+  backoff: uniform in ``[0, retry_backoff * 2 ** (retry - 1)]``, capped at
+  ``retry_backoff_max``;
+* the first retry then runs like any write: most conflicts of ordinary
+  writes (two adds splitting one BTree bucket) are gone by then;
+* a request that conflicts *again*, and the last attempt in any case,
+  **escalates**: it runs alone on this host. It takes a host-wide lock
+  exclusively and syncs with the ZEO server before it reads, so it sees
+  the latest state and no other writer of this host can commit under
+  it. On one host that attempt cannot conflict: no 409, no 500.
+
+So that an exclusive attempt really is alone, every write attempt holds
+the same lock *shared* (``flock`` on the lock file): writes run side by
+side and pay a few system calls each; only the rare exclusive attempt
+makes the others wait, for about one request. A gate lock in front keeps
+a waiting exclusive attempt from being starved by new shared ones.
+
+**Hot spots.** Requests that keep conflicting with each other (many
+clients incrementing one counter) would escalate again and again, and
+each escalation stalls every writer of the host. So each process counts,
+per request key (method and path), how many of its requests escalated;
+when a quarter of at least 20 did, the key is *hot* on the whole host for
+5 seconds (the mtime of a per-key lock file says so): its requests then
+queue on that file's lock, one at a time, and sync before they read, so
+they stop conflicting, while other writes go on beside them. After the
+5 seconds the key is judged afresh. Ordinary writes, where one request
+in fifty escalates, never turn hot.
+
+Taking the lock exclusively already on the *first* retry also gives zero
+5xx, but ordinary writes retry often enough (one add in seven to a busy
+folder) that it cost them ~20% throughput in ``benchmarks/contention.py``;
+escalating on the second conflict (one add in fifty) costs them 0-3%,
+within that benchmark's noise. Only unsafe methods (POST, PUT, PATCH,
+DELETE, ...) take part; reads never wait.
+
+Settings (validated in :mod:`pyramid_zeostore.settings`):
+
+``retry.attempts`` (3)
+    attempts in all. With 2 or more, a request's last attempt (if it gets
+    that far) runs alone; 1 disables retries: a conflict is at once a 409.
+``zeostore.retry_backoff`` (0.005) / ``zeostore.retry_backoff_max`` (0.2)
+    seconds: the backoff before the first retry, doubled per retry, and
+    its cap.
+``zeostore.conflict_lock`` (true)
+    ``false`` turns the lock and the hot-spot queues off; backoff and
+    retries remain.
+``zeostore.lock_file`` (``<ZEO socket>.lock``)
+    the lock's file; ``<lock_file>.gate`` and ``<lock_file>.hot-<hash>``
+    (one per key that was ever hot) go beside it. Every process that
+    should share the lock must name the same file. Default for a TCP
+    address or a non-ZEO storage: a file in the temp dir named after the
+    URI.
+
+The lock covers **one host**: the processes and threads that share its
+lock file. Writers on other hosts are not held off, so across hosts only
+retry and backoff remain, and a request may spend every attempt; it then
+gets a 409 with a clear message (``errorviews.conflict_view``), never a
+500.
 """
 
 from __future__ import annotations
@@ -24,15 +72,76 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Iterator
+import zlib
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, Iterator
 
-from ZODB.POSException import ConflictError
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.POSException import ConflictError
 
 from .connection import EXCLUSIVE, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
+from .interfaces import IZeostoreSettings
 
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'TRACE'})
+
+#: From this retry on (1 is the first retry) a conflicted request runs
+#: exclusively; the last attempt always does.
+EXCLUSIVE_FROM_RETRY = 2
+
+#: A request key whose requests escalated HOT_RATIO of the time, over at
+#: least HOT_MIN_REQUESTS requests of one process, is hot for HOT_SECONDS.
+HOT_MIN_REQUESTS = 20
+HOT_RATIO = 0.25
+HOT_SECONDS = 5.0
+HOT_KEYS = 256  # keys a process keeps counts for (the least recent go)
+OPEN_QUEUES = 32  # queue files a thread keeps open
+
+#: environ keys shared by the attempts of one request
+HOT = 'zeostore.hot'  # the queue file of this request's hot key
+ESCALATED = 'zeostore.escalated'  # call when the request escalates
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+class _Descriptors:
+    """One thread's open lock files; closed when the thread's gone."""
+
+    def __init__(self, gate_path: str, path: str) -> None:
+        self.pid = os.getpid()
+        self.depth = 0  # lock holds of this thread (nested requests)
+        self.fds: tuple[int, ...] = ()
+        self.queues: dict[str, int] = {}
+        gate = _open(gate_path)
+        try:
+            main = _open(path)
+        except BaseException:
+            os.close(gate)
+            raise
+        self.fds = (gate, main)
+        self.gate, self.main = gate, main
+
+    def queue(self, path: str) -> int:
+        fd = self.queues.get(path)
+        if fd is None:
+            if len(self.queues) >= OPEN_QUEUES:
+                self._close(self.queues.values())
+                self.queues.clear()
+            fd = self.queues[path] = _open(path)
+        return fd
+
+    @staticmethod
+    def _close(fds: Any) -> None:
+        for fd in tuple(fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        # Also in a forked child: closing its copies leaves the parent's
+        # locks alone (they go with the last descriptor, or LOCK_UN).
+        self._close(self.fds + tuple(self.queues.values()))
 
 
 class HostLock:
@@ -40,7 +149,9 @@ class HostLock:
 
     ``flock`` locks belong to an open file description, so each thread
     opens its own descriptors; the kernel then arbitrates among threads
-    and processes alike, and releases them if a process dies.
+    and processes alike, and drops the locks of a process that dies.
+    Holding is reentrant per thread: a nested hold (a subrequest) while
+    the thread holds the lock in either mode just runs.
     """
 
     def __init__(self, path: str) -> None:
@@ -48,57 +159,181 @@ class HostLock:
         self.gate_path = path + '.gate'
         self._local = threading.local()
 
-    def _fds(self) -> tuple[int, int]:
+    def _descriptors(self) -> _Descriptors:
         fds = getattr(self._local, 'fds', None)
-        if fds is None or self._local.pid != os.getpid():
+        if fds is None or fds.pid != os.getpid():
             os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-            fds = (
-                os.open(self.gate_path, flags, 0o600),
-                os.open(self.path, flags, 0o600),
-            )
-            self._local.fds = fds
-            self._local.pid = os.getpid()
+            fds = self._local.fds = _Descriptors(self.gate_path, self.path)
         return fds
 
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        """Held by first attempts: many at once, none under a retry."""
-        gate, main = self._fds()
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(main, fcntl.LOCK_SH)
-        finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(main, fcntl.LOCK_UN)
+    @property
+    def held(self) -> bool:
+        """Does this thread hold the lock (in any mode)?"""
+        fds = getattr(self._local, 'fds', None)
+        return bool(fds and fds.pid == os.getpid() and fds.depth)
+
+    def queue_path(self, key: Hashable) -> str:
+        """The queue (and hot mark) file of request key ``key``: the same
+        in every process."""
+        return f'{self.path}.hot-{zlib.crc32(repr(key).encode()):08x}'
+
+    def mark(self, key: Hashable, when: float) -> None:
+        """Set the mtime of ``key``'s queue file to ``when``."""
+        path = self.queue_path(key)
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        os.close(_open(path))
+        os.utime(path, (when, when))
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held by a retry: waits for running writers, holds off new ones."""
-        gate, main = self._fds()
-        fcntl.flock(gate, fcntl.LOCK_EX)
+    def _hold(self, mode: int, queue: str | None = None) -> Iterator[None]:
+        fds = self._descriptors()
+        if fds.depth:
+            fds.depth += 1
+            try:
+                yield
+            finally:
+                fds.depth -= 1
+            return
+        queue_fd = None
+        if queue is not None:
+            queue_fd = fds.queue(queue)
+            fcntl.flock(queue_fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(main, fcntl.LOCK_EX)
+            # The gate orders arrivals: an exclusive waiter holds it until
+            # it has the main lock, so no new shared holder slips in first.
+            fcntl.flock(fds.gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fds.main, mode)
+            finally:
+                fcntl.flock(fds.gate, fcntl.LOCK_UN)
+            fds.depth = 1
+            try:
+                yield
+            finally:
+                fds.depth = 0
+                fcntl.flock(fds.main, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+            if queue_fd is not None:
+                fcntl.flock(queue_fd, fcntl.LOCK_UN)
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Held by ordinary writes: many at once, none under an exclusive."""
+        return self._hold(fcntl.LOCK_SH)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held by an escalated attempt: waits for running writers, holds
+        off new ones."""
+        return self._hold(fcntl.LOCK_EX)
+
+    def queued(self, queue: str) -> contextlib.AbstractContextManager[None]:
+        """Shared, and one at a time among the holders of ``queue`` (a
+        :meth:`queue_path`): for the requests of a hot spot."""
+        return self._hold(fcntl.LOCK_SH, queue)
+
+
+class HotSpots:
+    """Which request keys keep conflicting: counted per process, marked
+    hot for the host.
+
+    Counts, per key, the requests that started normally and those of them
+    that escalated. When at least ``HOT_RATIO`` of at least
+    ``HOT_MIN_REQUESTS`` escalated, the key's queue file is touched: for
+    ``HOT_SECONDS`` from its mtime, the key is hot in every process of
+    the host. Counts start afresh then, and fade (both halve past
+    ``4 * HOT_MIN_REQUESTS``); only the ``HOT_KEYS`` most recent keys are
+    kept.
+    """
+
+    def __init__(
+        self,
+        lock: HostLock,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lock = lock
+        self.clock = clock  # wall clock: compared with file mtimes
+        self._mutex = threading.Lock()
+        self._keys: OrderedDict[Hashable, list[float]] = OrderedDict()
+
+    def _stats(self, key: Hashable) -> list[float]:
+        stats = self._keys.get(key)
+        if stats is None:
+            # started, escalated, hot until (as far as this process knows)
+            stats = self._keys[key] = [0.0, 0.0, 0.0]
+            if len(self._keys) > HOT_KEYS:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key)
+        return stats
+
+    def started(self, key: Hashable) -> str | None:
+        """A request for ``key`` starts: its queue file if the key is hot,
+        else ``None`` (and the request is counted)."""
+        now = self.clock()
+        with self._mutex:
+            stats = self._stats(key)
+            if stats[2] > now:
+                return self.lock.queue_path(key)
+        path = self.lock.queue_path(key)
         try:
-            yield
-        finally:
-            fcntl.flock(main, fcntl.LOCK_UN)
+            marked = os.stat(path).st_mtime
+        except OSError:
+            marked = None
+        with self._mutex:
+            stats = self._stats(key)
+            if marked is not None and marked <= now < marked + HOT_SECONDS:
+                stats[:] = [0.0, 0.0, marked + HOT_SECONDS]
+                return path
+            stats[0] += 1
+            if stats[0] > 4 * HOT_MIN_REQUESTS:
+                stats[0] /= 2
+                stats[1] /= 2
+        return None
+
+    def escalated(self, key: Hashable) -> None:
+        """A request for ``key`` that started normally conflicted twice."""
+        with self._mutex:
+            stats = self._keys.get(key)
+            if stats is None:  # forgotten meanwhile
+                return
+            stats[1] += 1
+            if not (
+                stats[0] >= HOT_MIN_REQUESTS
+                and stats[1] >= HOT_RATIO * stats[0]
+            ):
+                return
+            now = self.clock()
+            stats[:] = [0.0, 0.0, now + HOT_SECONDS]
+        with contextlib.suppress(OSError):  # then only this process knows
+            self.lock.mark(key, now)
+
+    def is_hot(self, key: Hashable) -> bool:
+        """Does this process know ``key`` to be hot now?"""
+        with self._mutex:
+            stats = self._keys.get(key)
+            return stats is not None and stats[2] > self.clock()
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
-    """Seconds to sleep before retry ``attempt`` (1 is the first retry)."""
+    """Seconds to sleep before retry ``attempt`` (1 is the first retry):
+    uniform in ``[0, min(cap, base * 2 ** (attempt - 1))]``."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def before_retry_subscriber(event: Any) -> None:
-    """``pyramid_retry.IBeforeRetry``: mark the environ, then back off."""
-    from ._core_interfaces import IZeostoreSettings
+def runs_exclusive(retry: int, attempts: int) -> bool:
+    """Does retry number ``retry`` (1: the first) of ``attempts`` attempts
+    in all run exclusively? From the second retry on, and the last."""
+    return retry >= EXCLUSIVE_FROM_RETRY or retry + 1 >= attempts
 
+
+def before_retry_subscriber(event: Any) -> None:
+    """``pyramid_retry.IBeforeRetry``: mark the environ, then back off.
+
+    After a ``ClientDisconnected`` / ``DatabaseUnavailable`` it only marks
+    the environ (the next attempt does not wait for ZEO again). After a
+    ``ConflictError`` it sleeps the backoff and, per
+    :func:`runs_exclusive`, asks for an exclusive, synced next attempt;
+    a second conflict is counted towards the key's hotness.
+    """
     environ = event.environ
     exc = event.exception
     if isinstance(exc, (ClientDisconnected, DatabaseUnavailable)):
@@ -107,29 +342,49 @@ def before_retry_subscriber(event: Any) -> None:
     if not isinstance(exc, ConflictError):
         return
     settings = event.request.registry.getUtility(IZeostoreSettings)
-    if settings.conflict_lock:
+    retry = environ.get('retry.attempt', 0) + 1
+    attempts = environ.get('retry.attempts', settings.retry_attempts)
+    if settings.conflict_lock and runs_exclusive(retry, attempts):
         environ[EXCLUSIVE] = True
-    attempt = environ.get('retry.attempt', 0) + 1
+        escalated = environ.get(ESCALATED)
+        if retry == EXCLUSIVE_FROM_RETRY and escalated is not None:
+            escalated()
     time.sleep(
-        backoff(attempt, settings.retry_backoff, settings.retry_backoff_max)
+        backoff(retry, settings.retry_backoff, settings.retry_backoff_max)
     )
 
 
 def contention_tween_factory(
     handler: Callable[[Any], Any], registry: Any
 ) -> Callable[[Any], Any]:
-    """A tween over pyramid_tm that holds the host lock around writes."""
-    from ._core_interfaces import IZeostoreSettings
-
+    """A tween over pyramid_tm that holds the host lock around writes:
+    shared, queued for a hot key, or exclusive for an attempt the retry
+    handler escalated."""
     settings = registry.getUtility(IZeostoreSettings)
     if not settings.conflict_lock:
         return handler
     lock = HostLock(settings.lock_file)
+    hotspots = HotSpots(lock)
 
     def contention_tween(request: Any) -> Any:
         if request.method in SAFE_METHODS:
             return handler(request)
-        if request.environ.get(EXCLUSIVE):
+        if lock.held:  # a subrequest: runs within its parent's hold
+            return handler(request)
+        environ = request.environ
+        if not environ.get('retry.attempt'):  # the first attempt
+            key = (request.method, request.path_info)
+            queue = hotspots.started(key)
+            if queue is not None:
+                environ[HOT] = queue
+                # Sync like an exclusive attempt, to read what the one
+                # before in the queue committed. (A retry runs exclusive.)
+                environ[EXCLUSIVE] = True
+            else:
+                environ[ESCALATED] = lambda: hotspots.escalated(key)
+        if HOT in environ and not environ.get('retry.attempt'):
+            held = lock.queued(environ[HOT])
+        elif environ.get(EXCLUSIVE):
             held = lock.exclusive()
         else:
             held = lock.shared()

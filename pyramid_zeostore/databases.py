@@ -21,7 +21,7 @@ from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
-from ._core_interfaces import IDatabases
+from .interfaces import IDatabases
 from .settings import DatabaseSpec
 
 log = logging.getLogger(__name__)

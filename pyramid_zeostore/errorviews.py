@@ -11,7 +11,7 @@ from typing import Any
 
 from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
 
-from ._core_interfaces import IZeostoreSettings
+from .interfaces import IZeostoreSettings
 
 
 def _respond(request: Any, http_exc: Any, message: str) -> Any:

@@ -19,6 +19,7 @@ from ZODB.POSException import ConflictError
 
 from .databases import Databases
 from .folder import Folder
+from .interfaces import IAppmaker
 
 Appmaker = Callable[[Any], Any]
 
@@ -69,7 +70,6 @@ def root_factory(request: Any) -> Any:
     :func:`bootstrap`); every call then runs the appmaker on the
     request's connection, within ``request.tm``.
     """
-    from ._core_interfaces import IAppmaker
     from .connection import get_connection, get_databases, wait_available
 
     registry = request.registry

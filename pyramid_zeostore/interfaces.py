@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyramid.interfaces import ILocation
-from zope.interface import Attribute
+from zope.interface import Attribute, Interface
 from zope.interface.interfaces import IObjectEvent as _IZopeObjectEvent
 
 
@@ -116,3 +116,31 @@ class IObjectWillBeRemoved(IObjectEvent):
 
 class IObjectRemoved(IObjectEvent):
     """Sent after an object was removed; ``__parent__`` is None again."""
+
+
+class IDatabases(Interface):
+    """The databases of one configuration, opened lazily per process."""
+
+    specs = Attribute('The DatabaseSpec of each database, primary first.')
+    connect_timeout = Attribute('Seconds to wait for an absent ZEO server.')
+
+    def get(name=''):
+        """This process's ZODB.DB called ``name`` ('' is the primary)."""
+
+    def close():
+        """Close the databases this process opened."""
+
+
+class IZeostoreSettings(Interface):
+    """Marker for the parsed ZeostoreSettings registered as a utility."""
+
+
+class IAppmaker(Interface):
+    """Marker for the ``appmaker(zodb_root) -> app_root`` callable."""
+
+
+class IConnectionEvent(Interface):
+    """A ZODB connection of a request was opened or is being closed."""
+
+    conn = Attribute('The ZODB connection.')
+    request = Attribute('The request the connection serves.')

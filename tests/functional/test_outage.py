@@ -21,6 +21,7 @@ import threading
 import time
 
 import pytest
+
 from tests import conftest as rconf
 from tests.functional import conftest as fconf
 

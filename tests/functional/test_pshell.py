@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import textwrap
+
 from tests.functional import conftest as fconf
 
 HERE = os.path.dirname(os.path.abspath(__file__))

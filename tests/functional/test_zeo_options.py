@@ -9,8 +9,12 @@ import time
 import pytest
 import transaction
 
-from pyramid_zeostore import DatabaseUnavailable, Databases, parse_settings
-from pyramid_zeostore import zeoserver
+from pyramid_zeostore import (
+    Databases,
+    DatabaseUnavailable,
+    parse_settings,
+    zeoserver,
+)
 
 from .conftest import free_port
 

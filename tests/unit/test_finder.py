@@ -11,8 +11,8 @@ from pyramid.exceptions import ConfigurationError
 from ZODB.POSException import ConflictError
 
 from pyramid_zeostore import (
-    DatabaseUnavailable,
     Databases,
+    DatabaseUnavailable,
     Folder,
     PersistentApplicationFinder,
     bootstrap,

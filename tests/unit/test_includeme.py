@@ -19,7 +19,7 @@ from pyramid_zeostore import (
     get_databases,
     main,
 )
-from pyramid_zeostore._core_interfaces import IAppmaker, IZeostoreSettings
+from pyramid_zeostore.interfaces import IAppmaker, IZeostoreSettings
 
 
 def appmaker(zodb_root):
