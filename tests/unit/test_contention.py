@@ -111,6 +111,13 @@ class Holder(threading.Thread):
         self.join(WAIT)
         assert not self.is_alive()
 
+    def waits_for(self, release) -> None:
+        """Start; assert it waits until ``release()`` lets it in."""
+        self.start()
+        assert not self.acquired.wait(BLOCKED)
+        release()
+        assert self.acquired.wait(WAIT)
+
 
 @pytest.fixture
 def lock(tmp_path):
@@ -223,10 +230,7 @@ def test_exclusive_waits_for_a_shared_holder_of_another_process(
 ):
     child = children(lock.path, 'shared')
     mine = Holder(lock.exclusive)
-    mine.start()
-    assert not mine.acquired.wait(BLOCKED)
-    child.release()
-    assert mine.acquired.wait(WAIT)
+    mine.waits_for(child.release)
     assert held_exclusive(lock.path)
     mine.finish()
 
@@ -234,10 +238,7 @@ def test_exclusive_waits_for_a_shared_holder_of_another_process(
 def test_exclusive_of_another_process_holds_off_shared(lock, children):
     child = children(lock.path, 'exclusive')
     mine = Holder(lock.shared)
-    mine.start()
-    assert not mine.acquired.wait(BLOCKED)
-    child.release()
-    assert mine.acquired.wait(WAIT)
+    mine.waits_for(child.release)
     mine.finish()
 
 
@@ -325,10 +326,7 @@ def test_queued_waits_for_an_exclusive(lock):
     writer.start()
     assert writer.acquired.wait(WAIT)
     queued = Holder(lambda: lock.queued(lock.queue_path('k')))
-    queued.start()
-    assert not queued.acquired.wait(BLOCKED)
-    writer.finish()
-    assert queued.acquired.wait(WAIT)
+    queued.waits_for(writer.finish)
     queued.finish()
 
 

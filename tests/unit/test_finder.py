@@ -104,6 +104,16 @@ def test_databases_lookup_and_sync_without_zeo():
     assert not databases.is_open
 
 
+def test_threads_queued_on_the_open_find_it_done():
+    # Two threads both see an unopened registry; the one that gets the
+    # lock second must use what the first opened, not open again.
+    databases = Databases(specs())
+    db = databases.get()
+    databases._open()  # as the second thread does, after the first
+    assert databases.get() is db
+    close_all()
+
+
 def test_client_storage_is_found_under_wrappers():
     class Client:
         def is_connected(self):
