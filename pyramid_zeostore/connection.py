@@ -100,7 +100,12 @@ def _primary(request: Request) -> Connection:
     wait_available(request)
     db = databases.get('')
     if request.environ.get(EXCLUSIVE):
-        databases.sync('')
+        # An escalated attempt reads the latest state of every database:
+        # a pooled connection reopens its secondary connections with it.
+        for name in databases.names:
+            if name:
+                wait_available(request, name)
+            databases.sync(name)
     conn = db.open(transaction_manager=request.tm)
     request.__dict__['_zeostore_conn'] = conn
     registry.notify(ZODBConnectionOpened(conn, request))

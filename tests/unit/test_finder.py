@@ -219,6 +219,38 @@ def test_get_connection_errors():
         testing.tearDown()
 
 
+def test_exclusive_attempts_sync_every_database_they_open(monkeypatch):
+    from pyramid_zeostore.connection import EXCLUSIVE, get_databases
+
+    config = testing.setUp(
+        settings={'zodb_uri': 'memory://', 'zodb_uri.catalog': 'memory://c'}
+    )
+    try:
+        config.include('pyramid_zeostore')
+        config.commit()
+        databases = get_databases(config.registry)
+        synced = []
+        monkeypatch.setattr(databases, 'sync', synced.append)
+        for exclusive, expected in (
+            (False, []), (True, ['', 'catalog']), (True, ['', 'catalog'])
+        ):
+            synced.clear()
+            request = testing.DummyRequest()
+            request.registry = config.registry
+            request.environ[EXCLUSIVE] = exclusive
+            request.tm = transaction.TransactionManager(explicit=True)
+            request.tm.begin()
+            get_connection(request, 'catalog')
+            get_connection(request, 'catalog')  # opened: no second sync
+            assert synced == expected  # also with a pooled connection
+            request.tm.abort()
+            for callback in request.finished_callbacks:
+                callback(request)
+    finally:
+        testing.tearDown()
+        close_all()
+
+
 def test_root_creation_conflicts_are_retried(monkeypatch):
     import ZODB
 
