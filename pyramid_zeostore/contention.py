@@ -103,7 +103,9 @@ ESCALATED = 'zeostore.escalated'  # call when the request escalates
 
 
 def _open(path: str) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # Group-writable (less the umask): the web processes, pshell and
+    # scripts of one deployment share these files through their group.
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
 
 
 class _Descriptors:

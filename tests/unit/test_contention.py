@@ -892,3 +892,15 @@ def test_spent_attempts_give_409_not_500(app_factory, tmp_path):
     assert 'nothing was saved' in resp.text
     assert [s for _, s in seen[3:]] == ['none'] * 3
     assert free(lock_file)
+
+
+def test_lock_files_are_shared_with_the_group_not_the_world(lock):
+    old = os.umask(0o002)
+    try:
+        with lock.shared():
+            pass
+        lock.mark('k', 0)
+    finally:
+        os.umask(old)
+    for path in (lock.path, lock.gate_path, lock.queue_path('k')):
+        assert os.stat(path).st_mode & 0o777 == 0o660, path
