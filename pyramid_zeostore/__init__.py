@@ -148,7 +148,9 @@ def _autostart(parsed: ZeostoreSettings) -> None:
     from . import zeoserver
 
     conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
-    pid = zeoserver.ensure_server(conf, parsed.autostart_timeout)
+    pid = zeoserver.ensure_server(
+        conf, parsed.autostart_timeout, parsed.socket_mode, parsed.socket_group
+    )
     if pid is not None:
         log.info('started runzeo -C %s (pid %s)', conf.path, pid)
 

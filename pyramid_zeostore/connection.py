@@ -14,7 +14,6 @@ from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
 from zope.interface import implementer
 
-from .exceptions import DatabaseUnavailable
 from .interfaces import IConnectionEvent, IDatabases
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -85,10 +84,7 @@ def wait_available(request: Request, name: str = '') -> None:
     if environ.get(UNAVAILABLE):
         deadline = 0.0
     if not databases.wait_connected(name, deadline):
-        spec = databases.spec(name)
-        raise DatabaseUnavailable(
-            name, spec.address, databases.connect_timeout
-        )
+        raise databases.unavailable(name)
 
 
 def _primary(request: Request) -> Connection:

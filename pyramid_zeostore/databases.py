@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
 from .interfaces import IDatabases
+from .resolvers import TLSFileError
 from .settings import DatabaseSpec
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ class Databases:
                     db.close()
                 if isinstance(e, DatabaseUnavailable):
                     self._failed = (
-                        pid, time.monotonic(), (e.name, e.address, e.timeout)
+                        pid,
+                        time.monotonic(),
+                        (e.name, e.address, e.timeout, e.reason),
                     )
                 raise
             self._dbs = dbs
@@ -134,8 +137,10 @@ class Databases:
             else:
                 storage = spec.factory()
         except ClientDisconnected:
-            raise DatabaseUnavailable(
-                spec.name, spec.address, self.connect_timeout
+            raise self.unavailable(spec.name) from None
+        except TLSFileError as e:
+            raise ZeostoreConfigurationError(
+                spec.key, spec.uri, f'expected usable TLS files ({e})'
             ) from None
         except TypeError as e:
             # zodburi passes options that this ZEO/ZODB may not take.
@@ -144,6 +149,7 @@ class Databases:
                 spec.uri,
                 f'expected parameters this storage accepts ({e})',
             ) from None
+        _forget_oids_on_reconnect(storage)
         # Several processes opening an empty database at once all try to
         # create its root object; the losers retry and find the winner's.
         for attempt in range(1, ROOT_ATTEMPTS):
@@ -152,6 +158,22 @@ class Databases:
             except ConflictError:
                 time.sleep(POLL * attempt)
         return _new_db(storage, dbs, spec, close_on_error=True)
+
+    def unavailable(self, name: str = '') -> DatabaseUnavailable:
+        """The error for ``name``'s server not answering in time.
+
+        ZEO's client retries silently, so its addresses are probed once
+        more to find out why (refused, permission denied, a TLS
+        certificate refused); the reason goes into the message, which is
+        logged as a warning.
+        """
+        spec = self.spec(name)
+        reason = spec.factory.diagnose() if spec.is_zeo else None
+        exc = DatabaseUnavailable(
+            name, spec.address, self.connect_timeout, reason
+        )
+        log.warning('%s', exc)
+        return exc
 
     def wait_connected(self, name: str, deadline: float) -> bool:
         """Wait until ``name``'s ZEO client is connected, or ``deadline``.
@@ -188,6 +210,30 @@ class Databases:
             self._pid = None
             self.bootstrapped = False
             _open_registries.discard(self)
+
+
+def _forget_oids_on_reconnect(storage) -> None:
+    """Make a ZEO client drop its pre-fetched oids on every reconnection.
+
+    ClientStorage fetches new oids 100 at a time and keeps the rest
+    across a reconnection. A server that was killed (SIGKILL, a crash)
+    restarts from the highest oid *committed*, so it hands the unused
+    ones out again: two clients then create different objects under one
+    oid. The loser's commit fails, and ZODB's abort detaches the object
+    its connection had cached under that oid; later changes to that
+    object are then silently not saved (acknowledged writes lost).
+    """
+    client = _client_storage(storage)
+    oids = getattr(client, '_oids', None)
+    if not isinstance(oids, list):
+        return
+    notify = client.notify_connected
+
+    def notify_connected(conn, info):
+        del oids[:]  # ClientStorage only ever mutates this list
+        return notify(conn, info)
+
+    client.notify_connected = notify_connected
 
 
 def _new_db(storage, dbs: dict, spec: DatabaseSpec, close_on_error: bool):

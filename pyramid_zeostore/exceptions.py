@@ -33,15 +33,25 @@ class DatabaseUnavailable(ZeostoreError):
     the default app renders it as HTTP 503 with ``Retry-After``.
     """
 
-    def __init__(self, name: str, address: Any, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        address: Any,
+        timeout: float,
+        reason: str | None = None,
+    ) -> None:
         self.name = name
         self.address = address
         self.timeout = timeout
+        self.reason = reason
         label = f'database {name!r}' if name else 'the primary database'
+        # ``reason``: what a direct probe of the address found.
+        detail = f': {reason}' if reason else ''
+        hint = '' if reason else 'is runzeo running? '
         super().__init__(
-            f'{label} is unavailable: no ZEO server answered at '
-            f'{address} within {timeout:g}s '
-            f'(is runzeo running? see zeostore.connect_timeout)'
+            f'{label} is unavailable: no ZEO server answered at {address} '
+            f'within {timeout:g}s ({hint}see zeostore.connect_timeout)'
+            f'{detail}'
         )
 
 

@@ -10,8 +10,11 @@ Every other scheme goes to zodburi unchanged.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import ssl as _ssl
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
@@ -48,17 +51,135 @@ class TLSOptions:
     server_hostname: str | None = None
 
     def context(self) -> _ssl.SSLContext:
-        """A client context that checks the server against ``cafile``."""
-        ctx = _ssl.create_default_context(
-            _ssl.Purpose.SERVER_AUTH, cafile=self.cafile
-        )
-        if self.certfile:
-            ctx.load_cert_chain(self.certfile, self.keyfile)
+        """A client context that checks the server against ``cafile``.
+
+        :raises TLSFileError: a file cannot be read or used, naming its
+            URI parameter.
+        """
+        files = f'ssl_cafile={self.cafile}'
+        try:
+            ctx = _ssl.create_default_context(
+                _ssl.Purpose.SERVER_AUTH, cafile=self.cafile
+            )
+            if self.certfile:
+                files = (
+                    f'ssl_certfile={self.certfile}, '
+                    f'ssl_keyfile={self.keyfile or self.certfile}'
+                )
+                ctx.load_cert_chain(self.certfile, self.keyfile)
+        except OSError as e:  # ssl.SSLError too
+            raise TLSFileError(f'cannot use {files}: {e}') from None
         if not self.server_hostname:
             # A Unix socket or an address without a name to check: the
             # CA still authenticates the server's certificate.
             ctx.check_hostname = False
         return ctx
+
+
+class TLSFileError(ValueError):
+    """A certificate, key or CA file of a ``zeo://`` URI is unusable."""
+
+
+#: Seconds that :meth:`ZEOFactory.diagnose` may spend on all addresses.
+PROBE_TIMEOUT = 1.0
+
+
+def format_address(address: Any) -> str:
+    """``host:port``, ``[v6]:port`` or the socket path."""
+    if isinstance(address, str):
+        return address
+    host, port = address
+    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+def probe(
+    address: Any, timeout: float, tls: TLSOptions | None = None
+) -> str | None:
+    """Why a ZEO client cannot connect to ``address``, if we can tell.
+
+    Connects once (with TLS if ``tls`` is given) and reads the first
+    byte, which a ZEO server sends unasked. ZEO's own client retries
+    silently; this says *why*: refused, permission denied, a server
+    certificate this client refuses, a server that drops this client
+    after the TLS handshake. Spends at most ``timeout`` seconds; returns
+    ``None`` when the server answers.
+
+    :raises TLSFileError: a TLS file cannot be used.
+    """
+    context = tls.context() if tls is not None else None
+    deadline = time.monotonic() + timeout
+    try:
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(
+                (address[0] or '127.0.0.1', address[1]), timeout
+            )
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return f'{e} (this user may not use the socket: see its mode)'
+        return f'{e} (is runzeo running?)'
+    with sock:
+        if context is None:
+            return _first_byte(sock, deadline, timeout, None)
+        hostname = tls.server_hostname
+        if hostname is None and not isinstance(address, str):
+            hostname = address[0] or '127.0.0.1'  # as asyncio does
+        sock.settimeout(_left(deadline))
+        try:
+            stream = context.wrap_socket(sock, server_hostname=hostname)
+        except _ssl.SSLCertVerificationError as e:
+            return (
+                f'this client refused the server certificate: {e} '
+                '(check ssl_cafile and ssl_server_hostname)'
+            )
+        except OSError as e:  # SSLError, reset, timeout
+            return f'TLS handshake failed: {e}'
+        with stream:
+            return _first_byte(stream, deadline, timeout, tls)
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)
+
+
+def _first_byte(
+    sock: socket.socket,
+    deadline: float,
+    timeout: float,
+    tls: TLSOptions | None,
+) -> str | None:
+    """Read the byte a ZEO server sends first; what went wrong, if any."""
+    if tls is None:
+        silent = ' (a TLS server? then set ssl_cafile, ssl_certfile ...)'
+        dropped = ''
+    else:
+        silent = ''
+        # TLS 1.3: the server checks this client's certificate after the
+        # handshake; asyncio (runzeo) then just closes, without an alert.
+        dropped = ' after the TLS handshake: ' + (
+            'it refused this client\'s certificate (is ssl_certfile '
+            'signed by the CA of the server\'s "authenticate", and valid?)'
+            if tls.certfile
+            else 'this client sent no certificate, and ZEO servers '
+            'require one (set ssl_certfile, ssl_keyfile)'
+        )
+    sock.settimeout(_left(deadline))
+    try:
+        data = sock.recv(1)
+    except TimeoutError:
+        return f'the server sent nothing within {timeout:.3g}s{silent}'
+    except OSError as e:  # reset, or a TLS alert
+        return f'the server dropped the connection{dropped}: {e}'
+    if not data:
+        return f'the server closed the connection{dropped}'
+    return None
 
 
 def parse_address(text: str) -> str | tuple[str, int]:
@@ -141,6 +262,10 @@ class ZEOFactory:
         )
 
     def __call__(self, **defaults: Any) -> Any:
+        """A ``ClientStorage`` (in a ``DemoStorage`` with ``demostorage``).
+
+        :raises TLSFileError: a TLS file cannot be used.
+        """
         from ZEO.ClientStorage import ClientStorage
 
         kw = {**defaults, **self.kw}
@@ -154,6 +279,30 @@ class ZEOFactory:
 
             return DemoStorage(base=storage)
         return storage
+
+    def diagnose(self, timeout: float = PROBE_TIMEOUT) -> str | None:
+        """Why no address answers, as found by one :func:`probe` each.
+
+        Spends at most ``timeout`` seconds in all. Returns ``None`` if
+        no probe finds a reason.
+        """
+        if self.tls is not None:
+            try:
+                self.tls.context()
+            except TLSFileError as e:
+                return str(e)
+        deadline = time.monotonic() + timeout
+        reasons = []
+        for address in self.addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            reason = probe(address, left, self.tls)
+            if reason and len(self.addresses) > 1:
+                reason = f'{format_address(address)}: {reason}'
+            if reason:
+                reasons.append(reason)
+        return '; '.join(reasons) or None
 
 
 zeo_resolver = ZEOURIResolver()

@@ -8,6 +8,7 @@ uses its databases.
 
 from __future__ import annotations
 
+import grp
 import math
 import os
 import tempfile
@@ -65,6 +66,8 @@ class ZeostoreSettings:
     retry_backoff: float = 0.005
     retry_backoff_max: float = 0.2
     retry_attempts: int = 3
+    socket_mode: int = 0o600
+    socket_group: int | None = None  # a gid
 
     @property
     def primary(self) -> DatabaseSpec | None:
@@ -107,6 +110,58 @@ def _bool(settings: Mapping, key: str, default: bool) -> bool:
     if text not in ('true', 'yes', 'on', '1', 'false', 'no', 'off', '0'):
         raise Bad(key, raw, TRUE_FALSE)
     return asbool(text)
+
+
+def _socket_group(settings: Mapping) -> int | None:
+    key = 'zeostore.socket_group'
+    raw = settings.get(key)
+    if raw is None or str(raw).strip() == '':
+        return None
+    text = str(raw).strip()
+    if text.isdigit():
+        gid = int(text)
+    else:
+        try:
+            gid = grp.getgrnam(text).gr_gid
+        except KeyError:
+            raise Bad(
+                key, raw, 'expected the name or id of an existing group'
+            ) from None
+    if os.geteuid() != 0 and gid != os.getegid() and (
+        gid not in os.getgroups()
+    ):
+        raise Bad(
+            key,
+            raw,
+            'expected a group this user belongs to (see "id -Gn"), '
+            'to which autostart can give the socket',
+        )
+    return gid
+
+
+def _socket_mode(settings: Mapping, group: int | None) -> int:
+    key = 'zeostore.socket_mode'
+    raw = settings.get(key)
+    if raw is None or str(raw).strip() == '':
+        # Owner only, unless a group is named: then that group too.
+        return 0o600 if group is None else 0o660
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        mode = raw
+    else:
+        text = str(raw).strip().lower()
+        text = text[2:] if text.startswith('0o') else text
+        try:
+            mode = int(text, 8) if text.isdigit() else -1
+        except ValueError:  # 8 or 9
+            mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o007 or mode & 0o600 != 0o600:
+        raise Bad(
+            key,
+            raw,
+            'expected an octal mode such as 0600 or 0660: read and write '
+            'for the owner, nothing for others',
+        )
+    return mode
 
 
 def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
@@ -246,6 +301,7 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
     if isinstance(appmaker, str):
         appmaker = appmaker.strip()
     backoff = _float(settings, 'zeostore.retry_backoff', 0.005)
+    socket_group = _socket_group(settings)
     return ZeostoreSettings(
         databases=databases,
         appmaker=appmaker,
@@ -263,4 +319,7 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
             backoff, _float(settings, 'zeostore.retry_backoff_max', 0.2)
         ),
         retry_attempts=_int(settings, 'retry.attempts', 3, low=1),
+        socket_mode=_socket_mode(settings, socket_group),
+        socket_group=socket_group,
     )
+

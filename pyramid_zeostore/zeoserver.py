@@ -9,10 +9,13 @@ nothing here serves ZEO inside the web process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from typing import Iterator, Union
 
 Address = Union[str, tuple]
+
+log = logging.getLogger(__name__)
 
 POLL = 0.05
 
@@ -149,39 +154,69 @@ def runzeo_command(zeo_conf: str) -> list[str]:
     return [sys.executable, '-m', 'ZEO.runzeo', '-C', zeo_conf]
 
 
-def ensure_server(conf: ZEOConf, timeout: float) -> int | None:
+def ensure_server(
+    conf: ZEOConf,
+    timeout: float,
+    socket_mode: int = 0o600,
+    socket_group: int | None = None,
+) -> int | None:
     """Start ``runzeo -C conf.path`` unless a server already answers.
 
     The server runs detached (its own session), with umask 077 (its
-    socket and files are for this user only), its output appended to
-    ``conf.log_file``. Returns the pid of the server started, or ``None``
-    if one was already running. Raises ``RuntimeError`` naming the log
-    file if the new server does not answer within ``timeout`` seconds.
+    data, blobs, pid file and log are for this user only), its output
+    appended to ``conf.log_file``. Once it answers, its Unix socket gets
+    ``socket_mode`` (owner only by default) and, if given, the group
+    ``socket_group`` (a gid): that group's users may then connect. A
+    var folder created here is the owner's only (0700), or also
+    enterable by that group (0750).
+
+    Returns the pid of the server started, or ``None`` if one was
+    already running (its socket is left as it is). Raises
+    ``RuntimeError`` naming the log file if the new server does not
+    answer within ``timeout`` seconds, or its socket cannot be given
+    that mode and group (the server is stopped then).
     """
     if is_listening(conf.address):
         return None
+    unix = isinstance(conf.address, str)
+    _make_var_dir(conf.var_dir, socket_group if unix else None)
     with _start_lock(conf.lock_file):
         if is_listening(conf.address):
             return None  # another process started it while we waited
-        os.makedirs(conf.var_dir, exist_ok=True)
-        with open(conf.log_file, 'ab') as log:
+        log_fd = os.open(
+            conf.log_file,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
             proc = subprocess.Popen(
                 runzeo_command(conf.path),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=os.path.dirname(conf.path),
                 start_new_session=True,
                 close_fds=True,
-                umask=0o077,  # the socket is for this user only
+                umask=0o077,  # files for this user only; socket: below
             )
+        finally:
+            os.close(log_fd)
         _started[proc.pid] = proc
+        problem = f'did not answer at {conf.address} within {timeout:g}s'
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
             if is_listening(conf.address):
-                return proc.pid
+                try:
+                    if unix:
+                        set_socket_access(
+                            conf.address, socket_mode, socket_group
+                        )
+                    return proc.pid
+                except OSError as e:
+                    problem = f'serves a socket it cannot share: {e}'
+                    break
             time.sleep(POLL)
         if proc.poll() is None:
             proc.terminate()
@@ -192,10 +227,55 @@ def ensure_server(conf: ZEOConf, timeout: float) -> int | None:
                 proc.wait(5)
         _started.pop(proc.pid, None)
         raise RuntimeError(
-            f'runzeo -C {conf.path} did not answer at {conf.address} '
-            f'within {timeout:g}s (exit status {proc.returncode}); '
-            f'see {conf.log_file}'
+            f'runzeo -C {conf.path} {problem} '
+            f'(exit status {proc.returncode}); see {conf.log_file}'
         )
+
+
+def _make_var_dir(path: str, gid: int | None) -> None:
+    """Create the server's folder: 0700, or 0750 of group ``gid``.
+
+    An existing folder is left as it is; if ``gid`` cannot enter it,
+    a warning says so (its users could not reach the socket).
+    """
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkdir(path, 0o700)  # never more than 0700, whatever the umask
+    except FileExistsError:
+        if gid is not None and not _group_can_enter(path, gid):
+            log.warning(
+                'group %s cannot enter %s (mode %s): its users cannot '
+                'reach the ZEO socket; chgrp the folder to it and chmod '
+                'g+x', gid, path, oct(stat.S_IMODE(os.stat(path).st_mode)),
+            )
+        return
+    if gid is not None:
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o750)
+
+
+def _group_can_enter(path: str, gid: int) -> bool:
+    st = os.stat(path)
+    return bool(st.st_mode & 0o001) or (
+        st.st_gid == gid and bool(st.st_mode & 0o010)
+    )
+
+
+def set_socket_access(path: str, mode: int, gid: int | None) -> None:
+    """Give the Unix socket at ``path`` ``mode`` and group ``gid``.
+
+    Connecting to a Unix socket takes write permission on it: ``0660``
+    with a group lets that group's users in, ``0600`` only the owner.
+
+    :raises OSError: ``path`` is not a socket (e.g. a symlink), or
+        it cannot be changed.
+    """
+    st = os.lstat(path)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.ENOTSOCK, 'not a socket', path)
+    if gid is not None and st.st_gid != gid:
+        os.chown(path, -1, gid, follow_symlinks=False)
+    os.chmod(path, mode)
 
 
 def server_pid(conf: ZEOConf) -> int | None:

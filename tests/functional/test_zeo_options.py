@@ -15,47 +15,14 @@ from pyramid_zeostore import (
     parse_settings,
     zeoserver,
 )
+from tests import tlscerts
 
 from .conftest import free_port
-
-EXT = """\
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-def openssl(*args, cwd):
-    subprocess.run(
-        ['openssl', *args], cwd=cwd, check=True, capture_output=True
-    )
 
 
 @pytest.fixture(scope='module')
 def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp('certs')
-    openssl(
-        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-        '-subj', '/CN=test CA', '-keyout', 'ca.key', '-out', 'ca.pem',
-        '-addext', 'basicConstraints=critical,CA:TRUE',
-        '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-        cwd=d,
-    )
-    (d / 'ext.cnf').write_text(EXT)
-    for name in ('server', 'client'):
-        openssl(
-            'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
-            '-keyout', f'{name}.key', '-out', f'{name}.csr', cwd=d,
-        )
-        openssl(
-            'x509', '-req', '-in', f'{name}.csr', '-CA', 'ca.pem',
-            '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-            '-extfile', 'ext.cnf', '-out', f'{name}.pem', cwd=d,
-        )
-    return d
+    return tlscerts.make_certs(tmp_path_factory.mktemp('certs'))
 
 
 def start_runzeo(directory, address_line, extra=''):
@@ -106,22 +73,11 @@ def roundtrip(uri, **settings):
 def test_tls_with_client_certificate(certs, tmp_path):
     port = free_port()
     proc = start_runzeo(
-        tmp_path,
-        f'127.0.0.1:{port}',
-        f"""<ssl>
-    certificate {certs}/server.pem
-    key {certs}/server.key
-    authenticate {certs}/ca.pem
-  </ssl>""",
+        tmp_path, f'127.0.0.1:{port}', certs.server_ssl_block()
     )
     try:
         assert zeoserver.wait_listening(('127.0.0.1', port), 30)
-        uri = (
-            f'zeo://127.0.0.1:{port}?ssl_cafile={certs}/ca.pem'
-            f'&ssl_certfile={certs}/client.pem'
-            f'&ssl_keyfile={certs}/client.key'
-            '&ssl_server_hostname=localhost'
-        )
+        uri = f'zeo://127.0.0.1:{port}?{certs.client_query()}'
         assert roundtrip(uri)[0] == 1
         assert roundtrip(uri)[0] == 2
         # Without a client certificate the server refuses: a bounded
@@ -129,8 +85,7 @@ def test_tls_with_client_certificate(certs, tmp_path):
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable) as info:
             roundtrip(
-                f'zeo://127.0.0.1:{port}?ssl_cafile={certs}/ca.pem'
-                '&ssl_server_hostname=localhost',
+                f'zeo://127.0.0.1:{port}?{certs.client_query(None)}',
                 **{'zeostore.connect_timeout': '1'},
             )
         assert time.monotonic() - started < 10

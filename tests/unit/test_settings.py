@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from pyramid.exceptions import ConfigurationError
 
@@ -254,3 +256,75 @@ def test_file_and_demo_uris_resolve_without_opening(tmp_path):
     assert not path.exists()  # parsing opened nothing
     assert not s.primary.is_zeo
     assert s.primary.address == f'file://{path}'
+
+
+# -- zeostore.socket_mode / zeostore.socket_group ----------------------------
+
+
+def test_socket_defaults_owner_only_then_group():
+    s = parse(zodb_uri='memory://')
+    assert (s.socket_mode, s.socket_group) == (0o600, None)
+    s = parse(zodb_uri='memory://', zeostore__socket_group=' 0 ')
+    assert (s.socket_mode, s.socket_group) == (0o660, 0)
+
+
+@pytest.mark.parametrize(
+    'raw, mode',
+    [('0660', 0o660), ('660', 0o660), ('0o640', 0o640), (' 0600 ', 0o600),
+     ('0O770', 0o770), (0o660, 0o660), ('', 0o600)],
+)
+def test_socket_mode_spellings(raw, mode):
+    s = parse(zodb_uri='memory://', zeostore__socket_mode=raw)
+    assert s.socket_mode == mode
+
+
+def test_socket_group_by_name(monkeypatch):
+    import grp
+    import types
+
+    monkeypatch.setattr(
+        grp, 'getgrnam',
+        lambda name: types.SimpleNamespace(gr_gid={'web': 4321}[name]),
+    )
+    monkeypatch.setattr(os, 'geteuid', lambda: 1000)
+    monkeypatch.setattr(os, 'getegid', lambda: 1000)
+    monkeypatch.setattr(os, 'getgroups', lambda: [1000, 4321])
+    s = parse(
+        zodb_uri='memory://',
+        zeostore__socket_group='web',
+        zeostore__socket_mode='0640',
+    )
+    assert (s.socket_mode, s.socket_group) == (0o640, 4321)
+    # The user's own primary group needs no supplementary membership.
+    monkeypatch.setattr(os, 'getgroups', lambda: [])
+    s = parse(zodb_uri='memory://', zeostore__socket_group='1000')
+    assert s.socket_group == 1000
+
+
+@pytest.mark.parametrize(
+    'raw',
+    ['0666', '0602', '0604', '0400', '0200', '0o1660', '777', '0689', 'rw',
+     '-0600', True, 0o666],
+)
+def test_bad_socket_mode(raw):
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri='memory://', zeostore__socket_mode=raw)
+    assert info.value.key == 'zeostore.socket_mode'
+    assert 'nothing for others' in str(info.value)
+
+
+def test_unknown_socket_group():
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri='memory://', zeostore__socket_group='no-such-grp-zs')
+    assert info.value.key == 'zeostore.socket_group'
+    assert 'existing group' in str(info.value)
+
+
+def test_socket_group_the_user_is_not_in(monkeypatch):
+    monkeypatch.setattr(os, 'geteuid', lambda: 1000)
+    monkeypatch.setattr(os, 'getegid', lambda: 1000)
+    monkeypatch.setattr(os, 'getgroups', lambda: [1000, 27])
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri='memory://', zeostore__socket_group='4321')
+    assert info.value.key == 'zeostore.socket_group'
+    assert 'id -Gn' in str(info.value)

@@ -456,3 +456,175 @@ def test_proc_helpers_without_proc(monkeypatch):
     monkeypatch.setattr('builtins.open', no_proc)
     assert zeoserver._proc_state(os.getpid()) is None
     assert zeoserver._is_runzeo(os.getpid())  # cannot tell: trust the file
+
+
+# -- who may use the socket: socket_mode, socket_group, the var folder -------
+
+
+def other_gid() -> int:
+    """A group other than ours that this user may give files to."""
+    import grp
+
+    mine = os.getegid()
+    if os.geteuid() == 0:
+        candidates = [g.gr_gid for g in grp.getgrall()] + [mine + 1]
+    else:  # pragma: no cover - depends on the user running the tests
+        candidates = os.getgroups()
+    for gid in candidates:
+        if gid != mine:
+            return gid
+    pytest.skip('no second group to give the socket to')  # pragma: no cover
+
+
+@pytest.fixture
+def fresh_conf(tmp_path):
+    """A zeo.conf whose var folder (socket, data, log) is not there yet."""
+    var = tmp_path / 'var'
+    return zeoserver.read_zeo_conf(
+        write_conf(
+            tmp_path,
+            f'{var}/zeo.sock',
+            storage=f'{var}/Data.fs',
+            extra=f'  pid-filename {var}/zeo.pid\n',
+        )
+    )
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_ensure_server_default_is_owner_only_whatever_the_umask(
+    fresh_conf, cleanup_servers
+):
+    cleanup_servers.append(fresh_conf)
+    old_umask = os.umask(0)
+    try:
+        assert zeoserver.ensure_server(fresh_conf, 30) is not None
+    finally:
+        os.umask(old_umask)
+    assert _mode(fresh_conf.address) == 0o600
+    assert _mode(fresh_conf.var_dir) == 0o700
+    assert _mode(fresh_conf.log_file) == 0o600
+    assert _mode(fresh_conf.lock_file) == 0o600
+    deadline = time.monotonic() + 10
+    while not os.path.exists(fresh_conf.pid_file):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert _mode(fresh_conf.pid_file) == 0o600  # runzeo's umask 077
+    assert _mode(os.path.join(fresh_conf.var_dir, 'Data.fs')) == 0o600
+    assert zeoserver.stop_server(fresh_conf)
+
+
+def test_ensure_server_gives_the_socket_to_a_group(
+    fresh_conf, cleanup_servers
+):
+    cleanup_servers.append(fresh_conf)
+    gid = other_gid()
+    assert zeoserver.ensure_server(fresh_conf, 30, 0o660, gid) is not None
+    st = os.stat(fresh_conf.address)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, gid)
+    st = os.stat(fresh_conf.var_dir)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o750, gid)
+    assert _mode(fresh_conf.log_file) == 0o600
+    # A server already running is left as it is.
+    os.chmod(fresh_conf.address, 0o600)
+    assert zeoserver.ensure_server(fresh_conf, 30, 0o660, gid) is None
+    assert _mode(fresh_conf.address) == 0o600
+    assert zeoserver.stop_server(fresh_conf)
+
+
+def test_ensure_server_stops_a_server_whose_socket_it_cannot_share(
+    fresh_conf, cleanup_servers, monkeypatch
+):
+    cleanup_servers.append(fresh_conf)
+
+    def refuse(path, mode, gid):
+        raise PermissionError(1, 'Operation not permitted', path)
+
+    monkeypatch.setattr(zeoserver, 'set_socket_access', refuse)
+    with pytest.raises(RuntimeError) as info:
+        zeoserver.ensure_server(fresh_conf, 30, 0o660, 12345)
+    message = str(info.value)
+    assert 'cannot share' in message and 'Operation not permitted' in message
+    assert fresh_conf.log_file in message
+    assert not zeoserver._started
+    assert not zeoserver.is_listening(fresh_conf.address)
+
+
+def test_ensure_server_tcp_has_no_socket_file(tmp_path, cleanup_servers):
+    port = _free_port()
+    conf = zeoserver.read_zeo_conf(
+        write_conf(tmp_path, f'127.0.0.1:{port}', storage='Data.fs',
+                   extra=f'  pid-filename {tmp_path}/zeo.pid\n')
+    )
+    cleanup_servers.append(conf)
+    assert zeoserver.ensure_server(conf, 30, 0o660, other_gid())
+    assert zeoserver.is_listening(conf.address)
+    assert zeoserver.stop_server(conf)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_set_socket_access(tmp_path):
+    path = str(tmp_path / 's.sock')
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(path)
+        gid = os.stat(path).st_gid
+        zeoserver.set_socket_access(path, 0o640, gid)  # same group: chmod
+        assert _mode(path) == 0o640
+        zeoserver.set_socket_access(path, 0o600, None)
+        assert _mode(path) == 0o600
+    link = str(tmp_path / 'link.sock')
+    os.symlink(path, link)
+    plain = tmp_path / 'plain'
+    plain.write_text('')
+    for not_a_socket in (link, str(plain)):
+        with pytest.raises(OSError) as info:
+            zeoserver.set_socket_access(not_a_socket, 0o666, None)
+        assert 'not a socket' in str(info.value)
+    assert _mode(path) == 0o600  # the link was not followed
+
+
+def test_existing_var_dir_is_left_alone_with_a_warning(tmp_path, caplog):
+    gid = other_gid()
+    var = tmp_path / 'var'
+    var.mkdir()
+    os.chmod(var, 0o700)
+    with caplog.at_level('WARNING', logger='pyramid_zeostore.zeoserver'):
+        zeoserver._make_var_dir(str(var), gid)
+    assert _mode(var) == 0o700  # not changed
+    assert f'group {gid} cannot enter {var}' in caplog.text
+    caplog.clear()
+    for mode, group in [(0o701, os.getegid()), (0o710, gid)]:
+        os.chown(var, -1, group)
+        os.chmod(var, mode)
+        with caplog.at_level('WARNING', logger='pyramid_zeostore.zeoserver'):
+            zeoserver._make_var_dir(str(var), gid)
+            zeoserver._make_var_dir(str(var), None)
+        assert caplog.text == ''
+
+
+def test_autostart_passes_the_socket_settings(tmp_path, monkeypatch):
+    import pyramid_zeostore
+    from pyramid_zeostore.settings import parse_settings
+
+    conf_path = tmp_path / 'zeo.conf'
+    conf_path.write_text('')
+    parsed = parse_settings({
+        'zodb_uri': 'memory://',
+        'zeostore.autostart': 'true',
+        'zeostore.zeo_conf': str(conf_path),
+        'zeostore.socket_group': str(os.getegid()),
+    })
+    calls = []
+    monkeypatch.setattr(zeoserver, 'read_zeo_conf', lambda path: path)
+    monkeypatch.setattr(
+        zeoserver, 'ensure_server', lambda *args: calls.append(args)
+    )
+    pyramid_zeostore._autostart(parsed)
+    assert calls == [(str(conf_path), 30.0, 0o660, os.getegid())]
