@@ -26,6 +26,7 @@ from .exceptions import (
 from .finder import PersistentApplicationFinder, bootstrap, default_appmaker
 from .folder import Folder
 from .interfaces import IAppmaker, IDatabases, IZeostoreSettings
+from .scripts import open_db, open_root, retrying
 from .settings import ZeostoreSettings, parse_settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -51,7 +52,10 @@ __all__ = [
     'get_databases',
     'includeme',
     'main',
+    'open_db',
+    'open_root',
     'parse_settings',
+    'retrying',
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,7 @@ def includeme(config: Configurator) -> None:
     config.add_directive('set_zodb_appmaker', set_zodb_appmaker)
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(finder.root_factory)
+    config.include('pyramid_zeostore.health')
     config.add_tween(
         'pyramid_zeostore.contention.contention_tween_factory',
         over='pyramid_tm.tm_tween_factory',
@@ -164,12 +169,11 @@ def main(global_config: dict, **settings: Any) -> Router:
     address; workers then open their own on first use.
     """
     from pyramid.config import Configurator
-    from pyramid.settings import asbool
 
     with Configurator(settings=settings) as config:
         config.include('pyramid_zeostore')
         config.include('pyramid_zeostore.views')
-    if asbool(config.registry.settings.get('zeostore.check_on_startup', True)):
+    if config.registry.getUtility(IZeostoreSettings).check_on_startup:
         check_databases(config.registry)
     return config.make_wsgi_app()
 

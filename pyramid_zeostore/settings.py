@@ -68,6 +68,8 @@ class ZeostoreSettings:
     retry_attempts: int = 3
     socket_mode: int = 0o600
     socket_group: int | None = None  # a gid
+    check_on_startup: bool = True
+    health_path: str | None = '/@@health'  # None: no health route
 
     @property
     def primary(self) -> DatabaseSpec | None:
@@ -321,5 +323,22 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
         retry_attempts=_int(settings, 'retry.attempts', 3, low=1),
         socket_mode=_socket_mode(settings, socket_group),
         socket_group=socket_group,
+        check_on_startup=_bool(settings, 'zeostore.check_on_startup', True),
+        health_path=_health_path(settings),
     )
 
+
+def _health_path(settings: Mapping) -> str | None:
+    key = 'zeostore.health_path'
+    raw = settings.get(key)
+    if raw is None:
+        return '/@@health'
+    path = str(raw).strip()
+    if path.lower() in ('', 'off', 'false', 'none'):
+        return None
+    if not path.startswith('/') or any(c.isspace() for c in path):
+        raise Bad(
+            key, raw,
+            "expected a URL path such as /@@health, or 'off' to disable",
+        )
+    return path
