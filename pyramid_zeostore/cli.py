@@ -1,0 +1,70 @@
+"""``pzeo``: one command for the operations of a pyramid_zeostore app.
+
+Every subcommand lives in a module of :mod:`pyramid_zeostore.commands`
+with ``register(subparsers)``; it reads the app's ini (the ``[app:main]``
+section unless ``--app-name`` says otherwise). Exit status: 0 done, 1 the
+thing checked is not right (a database down, damage found, a statement
+failed), 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Sequence
+
+from pyramid.exceptions import ConfigurationError
+
+from . import commands
+from .commands import CommandError
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``pzeo`` argument parser, with every command module's
+    subcommands (in each module's ``ORDER``)."""
+    top = argparse.ArgumentParser(
+        prog='pzeo',
+        description='Operate the ZODB/ZEO databases of a pyramid_zeostore '
+        'app: status, server start/stop, shell and scripts, and more.',
+    )
+    top.add_argument('--version', action='version', version=_version())
+    subparsers = top.add_subparsers(
+        dest='command', metavar='COMMAND', required=True
+    )
+    modules = [
+        importlib.import_module(f'{commands.__name__}.{info.name}')
+        for info in pkgutil.iter_modules(commands.__path__)
+    ]
+    modules.sort(key=lambda m: (getattr(m, 'ORDER', 100), m.__name__))
+    for module in modules:
+        module.register(subparsers)
+    return top
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f'pzeo (pyramid_zeostore {version("pyramid_zeostore")})'
+    except PackageNotFoundError:  # a bare checkout on sys.path
+        return 'pzeo (pyramid_zeostore, not installed)'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pzeo``; return the exit status."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CommandError as e:
+        print(f'pzeo {args.command}: {e}', file=sys.stderr)
+        return e.status
+    except ConfigurationError as e:
+        print(f'pzeo {args.command}: configuration error: {e}',
+              file=sys.stderr)
+        return 2
+
+
+def run() -> None:  # the console script
+    sys.exit(main())

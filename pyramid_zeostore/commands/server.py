@@ -1,0 +1,117 @@
+"""``pzeo start|stop INI``: the ZEO server of the ini's zeo.conf."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from . import CommandError, add_ini, add_zeo_conf, load_settings
+from . import zeo_conf_path
+
+ORDER = 20
+
+
+def register(subparsers) -> None:
+    start = subparsers.add_parser(
+        'start',
+        help='start runzeo from the zeo.conf, detached (idempotent)',
+        description='Start "runzeo -C zeo.conf" as a detached process '
+        '(its pid file and a log in the socket\'s folder) unless a server '
+        'already answers; wait until it answers. Stale pid files are '
+        'removed.',
+    )
+    add_ini(start)
+    add_zeo_conf(start)
+    start.add_argument(
+        '--timeout', type=float, default=None, metavar='SECONDS',
+        help='wait this long for it to answer (default: '
+        'zeostore.autostart_timeout)',
+    )
+    start.set_defaults(func=run_start)
+
+    stop = subparsers.add_parser(
+        'stop',
+        help='stop the runzeo named by the pid file (idempotent)',
+        description='Send SIGTERM to the runzeo named by the zeo.conf\'s '
+        'pid file and wait until it is gone (SIGKILL after --timeout).',
+    )
+    add_ini(stop)
+    add_zeo_conf(stop)
+    stop.add_argument(
+        '--timeout', type=float, default=10.0, metavar='SECONDS',
+        help='seconds to wait after SIGTERM before SIGKILL (default 10)',
+    )
+    stop.set_defaults(func=run_stop)
+
+
+def _conf(args: argparse.Namespace):
+    from .. import zeoserver
+
+    settings = load_settings(args)
+    try:
+        conf = zeoserver.read_zeo_conf(zeo_conf_path(args, settings))
+    except ValueError as e:
+        raise CommandError(str(e), 2) from None
+    return settings, conf
+
+
+def _clean_stale_pid_file(conf) -> bool:
+    """Remove a pid file that names no live runzeo; True if removed."""
+    from .. import zeoserver
+
+    if (
+        conf.pid_file
+        and os.path.exists(conf.pid_file)
+        and zeoserver.server_pid(conf) is None
+    ):
+        os.remove(conf.pid_file)
+        print(f'removed stale pid file {conf.pid_file}')
+        return True
+    return False
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from .. import zeoserver
+
+    settings, conf = _conf(args)
+    if zeoserver.is_listening(conf.address):
+        pid = zeoserver.server_pid(conf)
+        running = f' (pid {pid})' if pid else ''
+        print(f'already running at {conf.address}{running}')
+        return 0
+    _clean_stale_pid_file(conf)
+    timeout = (
+        settings.autostart_timeout if args.timeout is None else args.timeout
+    )
+    try:
+        pid = zeoserver.ensure_server(
+            conf, timeout, settings.socket_mode, settings.socket_group
+        )
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
+    if pid is None:  # another process started it meanwhile
+        print(f'already running at {conf.address}')
+    else:
+        print(f'started runzeo -C {conf.path} (pid {pid}) at '
+              f'{conf.address}; log: {conf.log_file}')
+    return 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    from .. import zeoserver
+
+    _, conf = _conf(args)
+    pid = zeoserver.server_pid(conf)
+    if pid is not None:
+        zeoserver.stop_server(conf, args.timeout)
+        print(f'stopped runzeo (pid {pid})')
+        return 0
+    _clean_stale_pid_file(conf)
+    if zeoserver.is_listening(conf.address):
+        raise CommandError(
+            f'a server answers at {conf.address}, but the pid file '
+            f'{conf.pid_file} names no runzeo: not stopping it (was it '
+            'started by something else, e.g. systemd?)'
+        )
+    print(f'not running (nothing answers at {conf.address})')
+    return 0
