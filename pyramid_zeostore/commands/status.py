@@ -81,9 +81,13 @@ def _describe(row: dict) -> str:
     return ', '.join(parts)
 
 
-def _size(n: int) -> str:
-    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
-        if n < 1024 or unit == 'GiB':
-            return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+def _size(n: float) -> str:
+    if n < 1024:
+        return f'{n:.0f} bytes'
+    units = ('KiB', 'MiB', 'GiB')
+    n /= 1024
+    step = 0
+    while n >= 1024 and step < len(units) - 1:
         n /= 1024
-    raise AssertionError('unreachable')  # the loop always returns
+        step += 1
+    return f'{n:.1f} {units[step]}'

@@ -1,0 +1,185 @@
+"""``pzeo`` status, start, stop, shell and run: the console script as a
+user runs it, against a real runzeo and beside a running pserve."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pyramid_zeostore import zeoserver
+from tests.functional import conftest as fconf
+
+REPO = fconf.REPO
+
+
+def pzeo(*args, input=None, cwd=None):
+    return subprocess.run(
+        [os.path.join(fconf.BIN, 'pzeo'), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=fconf.child_env(),
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of this repo's development.ini and zeo.conf (autostart, a
+    socket in var/, server_sync), on a free port; its server stopped at
+    the end."""
+    for name in ('development.ini', 'zeo.conf'):
+        shutil.copy(os.path.join(REPO, name), tmp_path)
+    ini = tmp_path / 'development.ini'
+    port = fconf.free_port()
+    ini.write_text(
+        ini.read_text().replace(
+            'listen = 127.0.0.1:6543 [::1]:6543', f'listen = 127.0.0.1:{port}'
+        )
+    )
+    yield tmp_path
+    pzeo('stop', 'development.ini', cwd=tmp_path)
+
+
+def test_start_status_stop(project):
+    pid_file = project / 'var' / 'zeo.pid'
+    res = pzeo('stop', 'development.ini', cwd=project)
+    assert res.returncode == 0 and 'not running' in res.stdout
+
+    res = pzeo('status', 'development.ini', '--timeout', '0.5', cwd=project)
+    assert res.returncode == 1
+    assert 'zodb_uri: DOWN' in res.stdout and 'zeo.sock' in res.stdout
+    assert res.stderr == ''  # the reason is printed once, not logged too
+
+    res = pzeo('start', 'development.ini', cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert 'started runzeo' in res.stdout
+    pid = int(pid_file.read_text())
+    res = pzeo('start', 'development.ini', cwd=project)
+    assert res.returncode == 0
+    assert f'already running at {project}/var/zeo.sock (pid {pid})' in (
+        res.stdout
+    )
+
+    res = pzeo('status', 'development.ini', '--json', cwd=project)
+    assert res.returncode == 0, res.stderr
+    (db,) = json.loads(res.stdout)['databases']
+    assert db['connected'] and db['address'] == f'{project}/var/zeo.sock'
+    assert db['objects'] >= 1 and db['size_bytes'] > 0
+    assert db['connections'] == 1  # this status command's own client
+    res = pzeo('status', 'development.ini', cwd=project)
+    assert 'zodb_uri: up at' in res.stdout and 'ping' in res.stdout
+
+    res = pzeo('stop', 'development.ini', cwd=project)
+    assert res.returncode == 0 and f'stopped runzeo (pid {pid})' in (
+        res.stdout
+    )
+    assert not zeoserver._alive(pid)  # gone (or a zombie nobody reaps)
+    assert not pid_file.exists()
+
+
+def test_stale_pid_files_are_cleaned(project):
+    var = project / 'var'
+    var.mkdir(mode=0o700)
+    pid_file = var / 'zeo.pid'
+    pid_file.write_text('999999\n')  # no such process
+    res = pzeo('stop', 'development.ini', cwd=project)
+    assert res.returncode == 0
+    assert 'removed stale pid file' in res.stdout
+    assert not pid_file.exists()
+    pid_file.write_text(f'{os.getpid()}\n')  # alive, but not a runzeo
+    res = pzeo('start', 'development.ini', cwd=project)
+    assert res.returncode == 0, res.stderr
+    assert 'removed stale pid file' in res.stdout
+    assert 'started runzeo' in res.stdout
+
+
+def test_stop_leaves_a_server_it_did_not_start_alone(project, zeo_server):
+    ini = project / 'development.ini'
+    ini.write_text(
+        ini.read_text().replace(
+            'zeo://%(here)s/var/zeo.sock', f'zeo://{zeo_server.sock}'
+        )
+    )
+    conf = project / 'other.conf'
+    conf.write_text(
+        '<zeo>\n'
+        f'  address {zeo_server.sock}\n'
+        f'  pid-filename {project}/nowhere.pid\n'
+        '</zeo>\n<mappingstorage 1>\n</mappingstorage>\n'
+    )
+    res = pzeo('stop', 'development.ini', '--zeo-conf', str(conf),
+               cwd=project)
+    assert res.returncode == 1
+    assert 'names no runzeo: not stopping it' in res.stderr
+    assert zeo_server.proc.poll() is None
+
+
+def test_shell_and_run_beside_a_running_server(project, servers):
+    app = servers(fconf.pserve(str(project / 'development.ini')))  # ZEO too
+    res = pzeo(
+        'shell', 'development.ini', '-c',
+        'from pyramid_zeostore.content import Item\n'
+        "root.add('from_shell', Item(n=1)); commit()\n"
+        "root.add('not_committed', Item())\n"
+        'print(sorted(root))',
+        cwd=project,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "['from_shell', 'not_committed']" in res.stdout
+    status, _, body = app.request('/?format=json')
+    names = [item['name'] for item in json.loads(body)['items']]
+    assert names == ['from_shell']  # seen at once: server_sync
+
+    # statements from stdin; the failing one sets the exit status
+    res = pzeo('shell', 'development.ini', cwd=project,
+               input="print(len(root))\nroot['nope']\nprint('after')\n")
+    assert res.returncode == 1
+    assert res.stdout.strip() == '1'
+    assert "FolderKeyError: 'nope'" in res.stderr
+
+    script = project / 'job.py'
+    script.write_text(
+        'import sys\n'
+        'from pyramid_zeostore.content import Item\n'
+        'for name in sys.argv[1:]:\n'
+        '    root.add(name, Item())\n'
+        'commit()\n'
+        'sys.exit(len(root))\n'
+    )
+    res = pzeo('run', 'development.ini', 'job.py', 'a', 'b', cwd=project)
+    assert res.returncode == 3, res.stderr  # the script's own status
+    status, _, body = app.request('/?format=json')
+    names = [item['name'] for item in json.loads(body)['items']]
+    assert names == ['a', 'b', 'from_shell']
+
+    script.write_text('raise RuntimeError("job failed")\n')
+    res = pzeo('run', 'development.ini', 'job.py', cwd=project)
+    assert res.returncode == 1
+    assert 'RuntimeError: job failed' in res.stderr
+
+
+def test_usage_errors_exit_2(project, tmp_path):
+    res = pzeo('status', 'missing.ini', cwd=project)
+    assert res.returncode == 2 and 'no such ini file' in res.stderr
+    res = pzeo('run', 'development.ini', 'missing.py', cwd=project)
+    assert res.returncode == 2 and 'cannot read missing.py' in res.stderr
+    res = pzeo('status', 'development.ini#other', cwd=project)
+    assert res.returncode == 2 and 'other' in res.stderr
+    bad = project / 'bad.ini'
+    bad.write_text('[app:main]\nuse = egg:pyramid_zeostore\n')
+    res = pzeo('status', 'bad.ini', cwd=project)
+    assert res.returncode == 2
+    assert 'configuration error' in res.stderr and 'zodb_uri' in res.stderr
+    res = pzeo('start', 'bad.ini', cwd=project)
+    assert res.returncode == 2
+    res = pzeo()
+    assert res.returncode == 2 and 'COMMAND' in res.stderr
+    for command in ('status', 'start', 'stop', 'shell', 'run'):
+        res = pzeo(command, '--help')
+        assert res.returncode == 0 and 'INI' in res.stdout

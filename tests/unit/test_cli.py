@@ -1,0 +1,128 @@
+"""``pzeo`` in-process: the paths the functional tests cannot reach."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from pyramid_zeostore import cli
+from pyramid_zeostore.commands import shell, status
+
+
+def test_version_of_a_bare_checkout(monkeypatch, capsys):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, 'version', missing)
+    with pytest.raises(SystemExit):
+        cli.main(['--version'])
+    assert 'not installed' in capsys.readouterr().out
+
+
+def test_run_exits_with_main(monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['pzeo', 'start', 'x.ini'])
+    with pytest.raises(SystemExit) as e:
+        cli.run()
+    assert e.value.code == 2
+
+
+def test_sizes():
+    assert status._size(10) == '10 bytes'
+    assert status._size(2048) == '2.0 KiB'
+    assert status._size(3 * 1024**2) == '3.0 MiB'
+    assert status._size(5 * 1024**4) == '5120.0 GiB'
+
+
+@pytest.mark.parametrize(
+    'code, expected, err',
+    [
+        ('raise SystemExit', 0, ''),
+        ('raise SystemExit(4)', 4, ''),
+        ('raise SystemExit("bye")', 1, 'bye'),
+        ('x = 1', 0, ''),
+        ('1/0', 1, 'ZeroDivisionError'),
+    ],
+)
+def test_statement_exit_statuses(code, expected, err, capsys):
+    assert shell._execute(code, '<t>', {}) == expected
+    assert err in capsys.readouterr().err
+
+
+def write_project(tmp_path, zeo_conf=None):
+    ini = tmp_path / 'app.ini'
+    lines = [
+        '[app:main]',
+        'use = egg:pyramid_zeostore',
+        f'zodb_uri = file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup = false',
+    ]
+    if zeo_conf:
+        lines.append(f'zeostore.zeo_conf = {zeo_conf}')
+    ini.write_text('\n'.join(lines) + '\n')
+    return str(ini)
+
+
+def test_interactive_shell(tmp_path, monkeypatch):
+    import code
+
+    ini = write_project(tmp_path)
+    seen = {}
+    monkeypatch.setattr(sys, 'stdin', io.StringIO())
+    monkeypatch.setattr(sys.stdin, 'isatty', lambda: True)
+    monkeypatch.setattr(
+        code, 'interact', lambda banner, local: seen.update(local)
+    )
+    assert cli.main(['shell', ini]) == 0
+    assert {'root', 'zodb_root', 'conn', 'db', 'tm', 'commit', 'abort',
+            'settings'} <= set(seen)
+
+
+def test_script_that_exits_cleanly(tmp_path):
+    ini = write_project(tmp_path)
+    script = tmp_path / 's.py'
+    script.write_text('import sys\nsys.exit()\n')
+    assert cli.main(['run', ini, str(script)]) == 0
+    script.write_text('x = len(root)\n')  # runs to its end
+    assert cli.main(['run', ini, str(script)]) == 0
+
+
+def test_zeo_conf_errors(tmp_path, capsys):
+    ini = write_project(tmp_path, zeo_conf=tmp_path / 'none.conf')
+    assert cli.main(['start', ini]) == 2
+    assert 'no such zeo.conf' in capsys.readouterr().err
+    conf = tmp_path / 'zeo.conf'
+    conf.write_text(
+        '<zeo>\n  address localhost\n</zeo>\n'
+        '<mappingstorage 1>\n</mappingstorage>\n'
+    )
+    assert cli.main(['start', ini, '--zeo-conf', str(conf)]) == 2
+    assert 'has no port' in capsys.readouterr().err
+    ini = write_project(tmp_path)
+    assert cli.main(['stop', ini]) == 2
+    assert 'set zeostore.zeo_conf' in capsys.readouterr().err
+
+
+def test_start_failures(tmp_path, monkeypatch, capsys):
+    from pyramid_zeostore import zeoserver
+
+    conf = tmp_path / 'zeo.conf'
+    conf.write_text(
+        f'<zeo>\n  address {tmp_path}/zeo.sock\n</zeo>\n'
+        '<mappingstorage 1>\n</mappingstorage>\n'
+    )
+    ini = write_project(tmp_path, zeo_conf=conf)
+
+    def broken(*args):
+        raise RuntimeError('runzeo did not answer; see zeo.log')
+
+    monkeypatch.setattr(zeoserver, 'ensure_server', broken)
+    assert cli.main(['start', ini, '--timeout', '1']) == 1
+    assert 'see zeo.log' in capsys.readouterr().err
+    # another process started it between the check and the start
+    monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a: None)
+    assert cli.main(['start', ini]) == 0
+    assert 'already running' in capsys.readouterr().out
