@@ -124,6 +124,7 @@ def includeme(config: Configurator) -> None:
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(finder.root_factory)
     config.include('pyramid_zeostore.health')
+    config.include('pyramid_zeostore.metrics')
     config.add_tween(
         'pyramid_zeostore.contention.contention_tween_factory',
         over='pyramid_tm.tm_tween_factory',

@@ -22,6 +22,8 @@ from .exceptions import ZeostoreConfigurationError as Bad
 from .resolvers import URIParameterError, ZEOFactory, zeo_resolver
 
 PRIMARY_KEYS = ('zodb_uri', 'zodbconn.uri')
+#: zodburi schemes that RelStorage registers (when it is installed).
+RELSTORAGE_SCHEMES = ('postgres', 'mysql', 'oracle', 'sqlite')
 DEFAULT_APPMAKER = 'pyramid_zeostore.finder.default_appmaker'
 TRUE_FALSE = 'expected true or false'
 
@@ -70,6 +72,9 @@ class ZeostoreSettings:
     socket_group: int | None = None  # a gid
     check_on_startup: bool = True
     health_path: str | None = '/@@health'  # None: no health route
+    metrics: bool = False
+    slow_request_log: float | None = None  # seconds; None: off
+    prometheus_path: str | None = None  # None: no Prometheus endpoint
 
     @property
     def primary(self) -> DatabaseSpec | None:
@@ -191,20 +196,52 @@ def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
         schemes = sorted(
             ep.name for ep in _entry_points('zodburi.resolvers')
         )
+        scheme = uri.split(':', 1)[0].lower()
+        if scheme in ('postgresql', 'pgsql'):
+            raise Bad(
+                key,
+                _no_password(uri),
+                'expected postgres://user:password@host:port/dbname: '
+                "RelStorage's scheme for PostgreSQL is postgres://, not "
+                f'{scheme}://',
+            ) from None
+        hint = ''
+        if scheme in RELSTORAGE_SCHEMES:
+            hint = (
+                f'; {scheme}:// is RelStorage\'s: pip install '
+                '"pyramid_zeostore[relstorage]"'
+            )
         raise Bad(
             key,
-            uri,
+            _no_password(uri),
             'expected a URI scheme a zodburi resolver provides '
-            f'({", ".join(schemes)})',
+            f'({", ".join(schemes)}){hint}',
         ) from None
     except zodburi.UnknownDatabaseKeywords as e:
         raise Bad(
-            key, uri, f'unknown URI parameter(s) {", ".join(sorted(e.kw))}'
+            key,
+            _no_password(uri),
+            f'unknown URI parameter(s) {", ".join(sorted(e.kw))}',
         ) from None
     except URIParameterError as e:
         raise Bad(key, uri, str(e)) from None
     except Exception as e:  # ZConfig and the resolvers raise their own
-        raise Bad(key, uri, f'expected a valid database URI ({e})') from None
+        raise Bad(
+            key, _no_password(uri), f'expected a valid database URI ({e})'
+        ) from None
+
+
+def _no_password(uri: str) -> str:
+    """``uri`` with its password (RelStorage URIs have one) masked."""
+    head, sep, tail = uri.partition('://')
+    netloc = tail.split('/', 1)[0].split('?', 1)[0]
+    if not sep or '@' not in netloc:
+        return uri
+    userinfo, host = netloc.rsplit('@', 1)
+    if ':' not in userinfo:
+        return uri
+    user = userinfo.split(':', 1)[0]
+    return f'{head}://{user}:***@{host}' + tail[len(netloc):]
 
 
 def _entry_points(group: str):
@@ -324,21 +361,31 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
         socket_mode=_socket_mode(settings, socket_group),
         socket_group=socket_group,
         check_on_startup=_bool(settings, 'zeostore.check_on_startup', True),
-        health_path=_health_path(settings),
+        health_path=_path(settings, 'zeostore.health_path', '/@@health'),
+        metrics=_bool(settings, 'zeostore.metrics', False),
+        slow_request_log=_slow(settings),
+        prometheus_path=_path(settings, 'zeostore.prometheus_path', None),
     )
 
 
-def _health_path(settings: Mapping) -> str | None:
-    key = 'zeostore.health_path'
+def _slow(settings: Mapping) -> float | None:
+    raw = settings.get('zeostore.slow_request_log')
+    if raw is None or str(raw).strip().lower() in ('', 'off', 'false'):
+        return None
+    return _float(settings, 'zeostore.slow_request_log', 0.0)
+
+
+def _path(settings: Mapping, key: str, default: str | None) -> str | None:
+    """A route path setting; 'off' (or empty) for none."""
     raw = settings.get(key)
     if raw is None:
-        return '/@@health'
+        return default
     path = str(raw).strip()
     if path.lower() in ('', 'off', 'false', 'none'):
         return None
     if not path.startswith('/') or any(c.isspace() for c in path):
         raise Bad(
             key, raw,
-            "expected a URL path such as /@@health, or 'off' to disable",
+            "expected a URL path starting with /, or 'off'",
         )
     return path
