@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import CommandError, add_ini, add_zeo_conf, load_settings
-from . import zeo_conf_path
+from . import CommandError, add_ini, add_zeo_conf, load_settings, zeo_conf_path
 
 ORDER = 20
 
