@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
+from ZEO.Exceptions import ClientDisconnected
 
 from .interfaces import IZeostoreSettings
 
@@ -43,11 +44,13 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     settings = request.registry.getUtility(IZeostoreSettings)
     if request.method in ('GET', 'HEAD', 'OPTIONS', 'TRACE') or not (
         request.environ.get(UNAVAILABLE)
+        or isinstance(exc, ClientDisconnected)
     ):
         outcome = 'nothing was saved'
     else:
-        # The server went away while this write ran: a commit in flight
-        # may have reached it before the connection dropped.
+        # The server went away while this write ran (in this attempt or
+        # an earlier one): a commit in flight may have reached it before
+        # the connection dropped.
         outcome = 'your change may or may not have been saved'
     response = _respond(
         request,

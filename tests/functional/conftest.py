@@ -33,10 +33,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_ini(directory, zodb_uri: str, port: int = 0, **settings) -> str:
-    """An ini for the ready app (egg:pyramid_zeostore) on 127.0.0.1."""
-    lines = [
-        '[app:main]',
+def write_ini(
+    directory,
+    zodb_uri: str,
+    port: int = 0,
+    *,
+    worker_pid: bool = False,
+    threads: int | None = None,
+    **settings,
+) -> str:
+    """An ini for the ready app (egg:pyramid_zeostore) on 127.0.0.1.
+
+    ``worker_pid``: serve it through the ``tests.functional.workerpid``
+    filter (``X-Worker-Pid`` on every response); ``threads``: waitress'.
+    """
+    lines = []
+    if worker_pid:
+        lines += [
+            '[pipeline:main]',
+            'pipeline = workerpid zeostore',
+            '',
+            '[filter:workerpid]',
+            'use = call:tests.functional.workerpid:filter_factory',
+            '',
+            '[app:zeostore]',
+        ]
+    else:
+        lines += ['[app:main]']
+    lines += [
         'use = egg:pyramid_zeostore',
         f'zodb_uri = {zodb_uri}',
     ]
@@ -49,6 +73,10 @@ def write_ini(directory, zodb_uri: str, port: int = 0, **settings) -> str:
         '[server:main]',
         'use = egg:waitress#main',
         f'listen = 127.0.0.1:{port or free_port()}',
+    ]
+    if threads is not None:
+        lines += [f'threads = {threads}']
+    lines += [
         '',
         '[loggers]',
         'keys = root',
@@ -127,9 +155,11 @@ class ServerProcess:
                 self.proc.wait(5)
         self.proc = None
 
-    def log(self) -> str:
+    def log(self, limit: int | None = 6000) -> str:
+        """The server's output: its last ``limit`` characters (None: all)."""
         self.output.seek(0)
-        return self.output.read().decode(errors='replace')[-6000:]
+        text = self.output.read().decode(errors='replace')
+        return text[-limit:] if limit else text
 
     def request(self, path: str, method='GET', data=None, headers=None,
                 timeout=30.0):
@@ -152,6 +182,58 @@ def pserve(ini: str) -> ServerProcess:
         cwd=os.path.dirname(ini),
         env=child_env(),
     )
+
+
+def gunicorn(ini: str, workers: int = 4, *args: str) -> ServerProcess:
+    """``gunicorn --paste ini -w workers`` on the ini's port."""
+    port = ini_port(ini)
+    return ServerProcess(
+        [
+            os.path.join(BIN, 'gunicorn'),
+            '--paste', ini,
+            '-w', str(workers),
+            '-b', f'127.0.0.1:{port}',
+            '--no-control-socket',  # not ~/.gunicorn: others run too
+            *args,
+        ],
+        port,
+        cwd=os.path.dirname(ini),
+        env=child_env(),
+    )
+
+
+def child_pids(pid: int) -> set[int]:
+    """The pids of the live children of process ``pid`` (from /proc)."""
+    children = set()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rsplit(')', 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != 'Z':
+            children.add(int(entry))
+    return children
+
+
+def wait_children(pid: int, count: int, limit: float = 60.0,
+                  without=()) -> set[int]:
+    """The children of ``pid`` once there are ``count`` of them, none in
+    ``without`` (e.g. gunicorn's workers after it replaced one); bounded."""
+    deadline = time.monotonic() + limit
+    while True:
+        children = child_pids(pid)
+        if len(children) == count and not children & set(without):
+            return children
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f'{pid} has children {children} after {limit}s, expected '
+                f'{count} (none of {set(without)})'
+            )
+        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ import time
 
 import pytest
 
-from .conftest import BIN, JSON_HEADERS, ServerProcess, free_port, write_ini
+from .conftest import JSON_HEADERS, ServerProcess, write_ini
+from .conftest import gunicorn as start_gunicorn
 
 DURATION = float(os.environ.get('ZEOSTORE_HOT_COUNTER_SECONDS', '20'))
 WORKERS = 4
@@ -35,31 +36,11 @@ MESSAGE = 'nothing was saved. Please try again.'
 pytestmark = pytest.mark.slow
 
 
-def make_root(zeo_server) -> None:
-    # ZODB.DB() writes the root record of an empty storage; four workers
-    # doing that at the same moment conflict and fail to boot. That
-    # start-up race is not what this test is about: write it first.
-    import ZEO
-
-    ZEO.DB(zeo_server.sock).close()
-
-
 def gunicorn(servers, tmp_path, zeo_server, **settings) -> ServerProcess:
-    make_root(zeo_server)
-    port = free_port()
-    ini = write_ini(tmp_path, zeo_server.uri(), port, **settings)
-    server = ServerProcess(
-        [
-            os.path.join(BIN, 'gunicorn'),
-            '--paste', ini,
-            '-w', str(WORKERS),
-            '-b', f'127.0.0.1:{port}',
-            '--no-control-socket',  # not ~/.gunicorn: others run too
-        ],
-        port,
-        cwd=str(tmp_path),
-    )
-    return servers(server, timeout=60)
+    # On an empty database: the four workers race to create the root
+    # record, and the losers retry (databases.py).
+    ini = write_ini(tmp_path, zeo_server.uri(), **settings)
+    return servers(start_gunicorn(ini, WORKERS), timeout=60)
 
 
 def create_counter(server: ServerProcess) -> None:

@@ -152,6 +152,18 @@ def test_error_views_render_409_and_503(view, status, words):
         assert res.headers['Retry-After'] == '7'
 
 
+def test_a_write_cut_off_by_the_server_may_have_been_saved():
+    config = make_config(**{'retry.attempts': '1'})
+    config.add_route('boom', '/boom')
+    config.add_view(boom_down, route_name='boom')
+    app = TestApp(config.make_wsgi_app())
+    # its last (only) attempt lost the server: the commit may have landed
+    res = app.post('/boom', status=503)
+    assert 'may or may not have been saved' in res.text
+    res = app.get('/boom', status=503)
+    assert 'nothing was saved' in res.text
+
+
 def test_pyramid_zodbconn_style_config_moves_over():
     config = Configurator(settings={'zodbconn.uri': 'memory://'})
     config.include('pyramid_zeostore')
