@@ -14,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from pyramid_zeostore import zeoserver
+
 BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -234,6 +236,39 @@ def wait_children(pid: int, count: int, limit: float = 60.0,
                 f'{count} (none of {set(without)})'
             )
         time.sleep(0.1)
+
+
+def runzeo_pids(conf_path: str) -> list[int]:
+    """Live (not zombie) runzeo processes serving ``conf_path``."""
+    pids = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                args = f.read().split(b'\0')
+            with open(f'/proc/{entry}/stat', 'rb') as f:
+                state = f.read().rsplit(b')', 1)[1].split()[0]
+        except OSError:
+            continue
+        if (
+            state != b'Z'
+            and b'ZEO.runzeo' in args
+            and conf_path.encode() in args
+        ):
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+@pytest.fixture
+def autostarted():
+    """ZEOConfs whose server is stopped at the end, even on failure."""
+    confs: list = []
+    yield confs
+    for conf in confs:
+        zeoserver.stop_server(conf, timeout=10)
+        for pid in runzeo_pids(conf.path):  # no pid file: by /proc
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -28,41 +27,6 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 
-
-
-
-
-def runzeo_pids(conf_path: str) -> list[int]:
-    """Live (not zombie) runzeo processes serving ``conf_path``."""
-    pids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as f:
-                args = f.read().split(b'\0')
-            with open(f'/proc/{entry}/stat', 'rb') as f:
-                state = f.read().rsplit(b')', 1)[1].split()[0]
-        except OSError:
-            continue
-        if (
-            state != b'Z'
-            and b'ZEO.runzeo' in args
-            and conf_path.encode() in args
-        ):
-            pids.append(int(entry))
-    return sorted(pids)
-
-
-@pytest.fixture
-def autostarted():
-    """ZEOConfs whose server is stopped at the end, even on failure."""
-    confs: list = []
-    yield confs
-    for conf in confs:
-        zeoserver.stop_server(conf, timeout=10)
-        for pid in runzeo_pids(conf.path):  # no pid file: by /proc
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -120,7 +84,7 @@ def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
         os.umask(old_umask)
     status, _, body = first.request('/?format=json')
     assert status == 200, first.log()
-    pids = runzeo_pids(conf.path)
+    pids = fconf.runzeo_pids(conf.path)
     assert len(pids) == 1, pids
     pid = pids[0]
     assert zeoserver.server_pid(conf) == pid  # its pid file, in var/
@@ -137,18 +101,18 @@ def test_pserve_autostarts_a_detached_server(autostart_ini, servers):
     )[0] == 201
 
     first.stop()  # the whole pserve session: runzeo is not in it
-    assert runzeo_pids(conf.path) == [pid]
+    assert fconf.runzeo_pids(conf.path) == [pid]
     assert zeoserver.is_listening(conf.address)
 
     second = servers(fconf.pserve(ini))  # finds it running: connects only
     status, _, body = second.request('/?format=json')
     assert status == 200, second.log()
     assert [i['name'] for i in json.loads(body)['items']] == ['kept']
-    assert runzeo_pids(conf.path) == [pid]
+    assert fconf.runzeo_pids(conf.path) == [pid]
     assert zeoserver.server_pid(conf) == pid
 
     assert zeoserver.stop_server(conf)
-    assert runzeo_pids(conf.path) == []
+    assert fconf.runzeo_pids(conf.path) == []
     assert not zeoserver.is_listening(conf.address)
 
 
@@ -174,7 +138,7 @@ def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
     output = proc.stdout.decode(errors='replace')
     assert proc.returncode != 0
     assert 'RuntimeError' in output and conf.log_file in output, output
-    assert runzeo_pids(conf.path) == []
+    assert fconf.runzeo_pids(conf.path) == []
 
 
 # -- several processes at once ------------------------------------------------
@@ -235,18 +199,18 @@ def test_concurrent_ensure_server_starts_one(autostart_ini, tmp_path):
     started = [json.loads(o)['pid'] for o in outs]
     winners = [pid for pid in started if pid is not None]
     assert len(winners) == 1, started  # the others found it running
-    assert runzeo_pids(conf.path) == winners
+    assert fconf.runzeo_pids(conf.path) == winners
     assert zeoserver.server_pid(conf) == winners[0]
     assert zeoserver.stop_server(conf)
-    assert runzeo_pids(conf.path) == []
+    assert fconf.runzeo_pids(conf.path) == []
 
 
 def test_concurrent_app_factories_start_one(autostart_ini, tmp_path):
     conf, ini = autostart_ini
     outs = run_together(tmp_path, APP, ini, 3)
     assert outs == ['ok'] * 3
-    pids = runzeo_pids(conf.path)
+    pids = fconf.runzeo_pids(conf.path)
     assert len(pids) == 1, pids
     assert zeoserver.server_pid(conf) == pids[0]
     assert zeoserver.stop_server(conf)
-    assert runzeo_pids(conf.path) == []
+    assert fconf.runzeo_pids(conf.path) == []

@@ -16,7 +16,6 @@ import grp
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -26,7 +25,6 @@ import pytest
 from pyramid_zeostore import zeoserver
 from tests import conftest as rconf
 from tests.functional import conftest as fconf
-from tests.functional.test_autostart import runzeo_pids
 
 pytestmark = pytest.mark.deploy
 
@@ -52,17 +50,6 @@ def base():
     os.chmod(path, 0o711)
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def autostarted():
-    """ZEOConfs whose server is stopped at the end, even on failure."""
-    confs: list = []
-    yield confs
-    for conf in confs:
-        zeoserver.stop_server(conf, timeout=10)
-        for pid in runzeo_pids(conf.path):  # no pid file: by /proc
-            os.kill(pid, signal.SIGKILL)
 
 
 def autostart(base, autostarted, servers, **settings):
@@ -96,7 +83,7 @@ def autostart(base, autostarted, servers, **settings):
         '/', method='POST', data=body, headers=fconf.JSON_HEADERS
     )
     assert status == 201, app.log()
-    assert len(runzeo_pids(conf.path)) == 1
+    assert len(fconf.runzeo_pids(conf.path)) == 1
     return conf, app
 
 
