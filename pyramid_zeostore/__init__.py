@@ -26,6 +26,7 @@ from .exceptions import (
 from .finder import PersistentApplicationFinder, bootstrap, default_appmaker
 from .folder import Folder
 from .interfaces import IAppmaker, IDatabases, IZeostoreSettings
+from .metrics import RequestMetrics, ZODBRequestMetrics
 from .scripts import open_db, open_root, retrying
 from .settings import ZeostoreSettings, parse_settings
 
@@ -40,9 +41,11 @@ __all__ = [
     'FolderKeyError',
     'IDatabases',
     'PersistentApplicationFinder',
+    'RequestMetrics',
     'ZODBConnectionClosed',
     'ZODBConnectionOpened',
     'ZODBConnectionWillClose',
+    'ZODBRequestMetrics',
     'ZeostoreConfigurationError',
     'ZeostoreError',
     'ZeostoreSettings',
