@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Union
 
 Address = Union[str, tuple]
@@ -34,12 +34,32 @@ _started: dict[int, subprocess.Popen] = {}
 
 
 @dataclass(frozen=True)
+class FileStorageConf:
+    """A FileStorage that a ``zeo.conf`` serves.
+
+    ``name`` is its ZEO storage name (``'1'`` when the section has
+    none), ``path`` its ``Data.fs`` and ``blob_dir`` its blob folder
+    (of an enclosing ``<blobstorage>`` or its own ``blob-dir``), both
+    absolute.
+    """
+
+    name: str
+    path: str
+    blob_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class ZEOConf:
-    """What a ``zeo.conf`` says about where its server listens."""
+    """What a ``zeo.conf`` says about where its server listens, and the
+    FileStorages it serves (other storage types are left out)."""
 
     path: str
     address: Address
     pid_file: str | None
+    # Read from the same file as the rest: not part of equality.
+    storages: tuple[FileStorageConf, ...] = field(
+        default=(), compare=False
+    )
 
     @property
     def var_dir(self) -> str:
@@ -91,7 +111,30 @@ def read_zeo_conf(path: str) -> ZEOConf:
     pid_file = config.zeo.pid_filename
     if pid_file:
         pid_file = os.path.normpath(os.path.join(here, pid_file))
-    return ZEOConf(path, address, pid_file)
+    return ZEOConf(
+        path, address, pid_file, _file_storages(config.storages, here)
+    )
+
+
+def _file_storages(openers, here: str) -> tuple[FileStorageConf, ...]:
+    """The ``<filestorage>`` sections, bare or in a ``<blobstorage>``."""
+    from ZODB.config import BlobStorage, FileStorage
+
+    found = []
+    for opener in openers:
+        inner, blob_dir = opener, None
+        if isinstance(opener, BlobStorage):
+            inner, blob_dir = opener.config.base, opener.config.blob_dir
+        if not isinstance(inner, FileStorage):
+            continue  # a mapping, demo, or a storage of another package
+        blob_dir = blob_dir or inner.config.blob_dir
+        found.append(FileStorageConf(
+            opener.name or '1',  # runzeo's name for an unnamed storage
+            os.path.normpath(os.path.join(here, inner.config.path)),
+            os.path.normpath(os.path.join(here, blob_dir))
+            if blob_dir else None,
+        ))
+    return tuple(found)
 
 
 def _schema():

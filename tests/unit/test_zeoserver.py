@@ -127,6 +127,42 @@ def test_read_zeo_conf_address_without_port(tmp_path):
     assert path in str(e.value)
 
 
+def test_read_zeo_conf_storages_of_the_repository_zeo_conf():
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    conf = zeoserver.read_zeo_conf(os.path.join(repo, 'zeo.conf'))
+    assert conf.storages == (
+        zeoserver.FileStorageConf(
+            '1',
+            os.path.join(repo, 'var', 'Data.fs'),
+            os.path.join(repo, 'var', 'blobs'),
+        ),
+    )
+
+
+def test_read_zeo_conf_storages_bare_named_and_skipped(tmp_path):
+    # A bare <filestorage> (relative path, from the conf's folder), one
+    # with its own blob-dir, and a storage that is no file: left out.
+    path = os.path.join(str(tmp_path), 'zeo.conf')
+    with open(path, 'w') as f:
+        f.write(
+            '<zeo>\n  address 8100\n</zeo>\n'
+            '<filestorage>\n  path var/Data.fs\n</filestorage>\n'
+            '<filestorage other>\n  path /srv/o.fs\n'
+            '  blob-dir o-blobs\n</filestorage>\n'
+            '<mappingstorage mem>\n</mappingstorage>\n'
+        )
+    conf = zeoserver.read_zeo_conf(path)
+    assert conf.storages == (
+        zeoserver.FileStorageConf('1', str(tmp_path / 'var' / 'Data.fs')),
+        zeoserver.FileStorageConf(
+            'other', '/srv/o.fs', str(tmp_path / 'o-blobs')
+        ),
+    )
+    # Derived from the same file: not part of equality.
+    assert conf == ZEOConf(path, ('127.0.0.1', 8100), None)
+
+
 # -- is_listening / wait_listening --------------------------------------------
 
 
