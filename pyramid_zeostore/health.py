@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ZODB.interfaces import IMVCCStorage
 from ZODB.TimeStamp import TimeStamp
 from ZODB.utils import z64
 
@@ -43,7 +44,18 @@ class DatabaseHealth:
 
 
 def _last_transaction(db: Any) -> str | None:
-    tid = db.lastTransaction()
+    storage = db.storage
+    if IMVCCStorage.providedBy(storage):
+        # RelStorage: the DB's own instance only sees what it polled;
+        # a new instance asks the database server (a round trip, which
+        # fails when the server is down).
+        instance = storage.new_instance()
+        try:
+            tid = instance.lastTransaction()
+        finally:
+            instance.release()
+    else:
+        tid = db.lastTransaction()
     if not tid or tid == z64:
         return None
     seconds = TimeStamp(tid).timeTime()

@@ -328,3 +328,61 @@ def test_socket_group_the_user_is_not_in(monkeypatch):
         parse(zodb_uri='memory://', zeostore__socket_group='4321')
     assert info.value.key == 'zeostore.socket_group'
     assert 'id -Gn' in str(info.value)
+
+
+@pytest.mark.parametrize('scheme', ['postgresql', 'PostgreSQL', 'pgsql'])
+def test_postgresql_scheme_says_to_use_postgres(scheme):
+    uri = f'{scheme}://zodb:s3cret@127.0.0.1:5432/zodb'
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri=uri)
+    assert info.value.key == 'zodb_uri'
+    message = str(info.value)
+    assert message.startswith('zodb_uri: expected postgres://user:')
+    assert "RelStorage's scheme for PostgreSQL is postgres://" in message
+    assert 's3cret' not in message and 'zodb:***@127.0.0.1' in message
+
+
+def test_relstorage_schemes_without_relstorage(monkeypatch):
+    import zodburi
+
+    def no_resolver(uri):
+        raise zodburi.NoResolverForScheme(uri)
+
+    monkeypatch.setattr(zodburi, 'resolve_uri', no_resolver)
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri='postgres://u:pw@h/db')
+    assert 'postgres:// is RelStorage\'s: pip install ' \
+        '"pyramid_zeostore[relstorage]"' in str(info.value)
+    assert ':pw@' not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    'uri, shown',
+    [
+        ('postgres://u:pw@h:1/db?x=1', 'postgres://u:***@h:1/db?x=1'),
+        ('mysql://u:p@ss@h/db', 'mysql://u:***@h/db'),
+        ('postgres://u@h/db', 'postgres://u@h/db'),
+        ('file:///a@b/Data.fs', 'file:///a@b/Data.fs'),
+        ('demo:memory://', 'demo:memory://'),
+    ],
+)
+def test_passwords_are_masked_in_uri_errors(uri, shown):
+    from pyramid_zeostore.settings import _no_password
+
+    assert _no_password(uri) == shown
+
+
+@pytest.mark.parametrize(
+    'uri, words',
+    [
+        ('postgres://u:pw@127.0.0.1/db?bogus=1', 'unknown URI parameter'),
+        ('postgres://u:pw@127.0.0.1:port/db', 'valid database URI'),
+    ],
+)
+def test_relstorage_uri_errors_mask_the_password(uri, words):
+    pytest.importorskip('relstorage')
+    with pytest.raises(ConfigurationError) as info:
+        parse(zodb_uri=uri)
+    assert words in str(info.value)
+    assert 'u:***@127.0.0.1' in str(info.value)
+    assert ':pw@' not in str(info.value)
