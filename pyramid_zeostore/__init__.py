@@ -105,14 +105,17 @@ def includeme(config: Configurator) -> None:
     from ZEO.Exceptions import ClientDisconnected
     from ZODB.POSException import ConflictError
 
-    from . import contention, errorviews, finder
+    from . import contention, errorviews, finder, request
     from .connection import zodb_conn
 
     settings = config.get_settings()
     parsed = parse_settings(settings)
     # Coerced values go back for pyramid_retry / pyramid_tm to read.
     settings['retry.attempts'] = parsed.retry_attempts
-    settings.setdefault('tm.manager_hook', 'pyramid_tm.explicit_manager')
+    # Per request an explicit manager, but for fast reads the thread's.
+    settings.setdefault(
+        'tm.manager_hook', 'pyramid_zeostore.reads.request_manager'
+    )
     config.include('pyramid_tm')
     config.include('pyramid_retry')
 
@@ -123,6 +126,7 @@ def includeme(config: Configurator) -> None:
             Databases(parsed.databases, parsed.connect_timeout), IDatabases
         )
     config.add_request_method(zodb_conn, 'zodb_conn', reify=True)
+    config.action(None, request.install, args=(registry,), order=20)
     config.add_directive('set_zodb_appmaker', set_zodb_appmaker)
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(finder.root_factory)
@@ -131,6 +135,11 @@ def includeme(config: Configurator) -> None:
     config.add_tween(
         'pyramid_zeostore.contention.contention_tween_factory',
         over='pyramid_tm.tm_tween_factory',
+    )
+    config.add_tween(
+        'pyramid_zeostore.reads.read_tween_factory',
+        over='pyramid_tm.tm_tween_factory',
+        under='pyramid_zeostore.contention.contention_tween_factory',
     )
     config.add_subscriber(contention.before_retry_subscriber, IBeforeRetry)
     config.add_exception_view(

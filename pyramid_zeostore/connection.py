@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
-from zope.interface import implementer
+from zope.interface import implementedBy, implementer
 
+from . import reads
 from .interfaces import IConnectionEvent, IDatabases
+from .reads import FAST
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.request import Request
@@ -49,6 +51,25 @@ class ZODBConnectionWillClose(ConnectionEvent):
 
 class ZODBConnectionClosed(ConnectionEvent):
     """Sent after a request's ZODB connection went back to the pool."""
+
+
+def _notify(registry: Any, event: type, conn: Any, request: Any) -> None:
+    """Send a connection event, if anything subscribed to its kind (the
+    answer is kept per registry: most apps listen to none of them)."""
+    listening = registry.__dict__.get('_zeostore_listening')
+    if listening is None:
+        listening = registry.__dict__['_zeostore_listening'] = {
+            kind: bool(
+                registry.adapters.subscriptions([implementedBy(kind)], None)
+            )
+            for kind in (
+                ZODBConnectionOpened,
+                ZODBConnectionWillClose,
+                ZODBConnectionClosed,
+            )
+        }
+    if listening[event]:
+        registry.notify(event(conn, request))
 
 
 def get_databases(registry: Any) -> Any:
@@ -94,6 +115,14 @@ def _primary(request: Request) -> Connection:
     registry = request.registry
     databases = get_databases(registry)
     wait_available(request)
+    slot = request.environ.get(FAST)
+    if slot is not None:
+        # A fast read: the thread's connection, kept open (reads.py).
+        conn = reads.connection(request, slot, databases)
+        request.__dict__['_zeostore_conn'] = conn
+        _notify(registry, ZODBConnectionOpened, conn, request)
+        request.add_finished_callback(_done)
+        return conn
     db = databases.get('')
     if request.environ.get(EXCLUSIVE):
         # An escalated attempt reads the latest state of every database:
@@ -104,7 +133,7 @@ def _primary(request: Request) -> Connection:
             databases.sync(name)
     conn = db.open(transaction_manager=request.tm)
     request.__dict__['_zeostore_conn'] = conn
-    registry.notify(ZODBConnectionOpened(conn, request))
+    _notify(registry, ZODBConnectionOpened, conn, request)
     request.add_finished_callback(_close)
     return conn
 
@@ -112,7 +141,7 @@ def _primary(request: Request) -> Connection:
 def _close(request: Request) -> None:
     conn = request.__dict__.pop('_zeostore_conn')
     registry = request.registry
-    registry.notify(ZODBConnectionWillClose(conn, request))
+    _notify(registry, ZODBConnectionWillClose, conn, request)
     try:
         # Leftovers of a failed or read-only request; pyramid_tm has
         # already committed or aborted a request it managed.
@@ -121,7 +150,15 @@ def _close(request: Request) -> None:
         pass
     finally:
         conn.close()  # also closes the secondary connections
-    registry.notify(ZODBConnectionClosed(conn, request))
+    _notify(registry, ZODBConnectionClosed, conn, request)
+
+
+def _done(request: Request) -> None:
+    # The read tween has aborted; the connection stays with its thread.
+    conn = request.__dict__.pop('_zeostore_conn')
+    registry = request.registry
+    _notify(registry, ZODBConnectionWillClose, conn, request)
+    _notify(registry, ZODBConnectionClosed, conn, request)
 
 
 def get_connection(request: Request, dbname: str | None = None) -> Connection:

@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
 from .interfaces import IDatabases
+from .reads import ReadSlots
 from .resolvers import TLSFileError
 from .settings import DatabaseSpec
 
@@ -61,6 +62,8 @@ class Databases:
             )
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
+        #: each thread's read transaction manager and connection
+        self.read_slots = ReadSlots()
         self._pid: int | None = None
         self._dbs: dict = {}
         self.bootstrapped = False

@@ -73,6 +73,7 @@ class ZeostoreSettings:
     check_on_startup: bool = True
     health_path: str | None = '/@@health'  # None: no health route
     metrics: bool = False
+    fast_reads: bool = True
     slow_request_log: float | None = None  # seconds; None: off
     prometheus_path: str | None = None  # None: no Prometheus endpoint
 
@@ -363,6 +364,7 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
         check_on_startup=_bool(settings, 'zeostore.check_on_startup', True),
         health_path=_path(settings, 'zeostore.health_path', '/@@health'),
         metrics=_bool(settings, 'zeostore.metrics', False),
+        fast_reads=_bool(settings, 'zeostore.fast_reads', True),
         slow_request_log=_slow(settings),
         prometheus_path=_path(settings, 'zeostore.prometheus_path', None),
     )

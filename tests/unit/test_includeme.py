@@ -46,7 +46,7 @@ def test_includeme_registers_and_opens_nothing():
     assert registry.getUtility(IAppmaker) is pyramid_zeostore.default_appmaker
     settings = registry.settings
     assert settings['retry.attempts'] == 3
-    assert settings['tm.manager_hook'].__name__ == 'explicit_manager'
+    assert settings['tm.manager_hook'].__name__ == 'request_manager'
 
 
 def test_includeme_without_uri_registers_no_databases():

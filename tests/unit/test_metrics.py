@@ -89,12 +89,12 @@ def test_loads_and_stores_match_what_the_view_did(tmp_path):
     app.get('/@@touch?read=6')
     six = seen[-1]
     assert (six.loads, six.stores) == (2 + 1 + 6, 0)
-    app.get('/@@touch?write=3')
+    app.post('/@@touch?write=3')
     three = seen[-1]
     assert (three.loads, three.stores) == (2 + 1 + 3, 3)
     assert three.committed and three.commit_seconds > 0
     assert (three.method, three.path, three.status) == (
-        'GET', '/@@touch', 200
+        'POST', '/@@touch', 200
     )
     assert three.conflicts == three.retries == 0 and three.attempts == 1
     assert three.seconds >= three.commit_seconds
@@ -126,10 +126,10 @@ def test_slow_requests_are_logged(tmp_path, caplog):
                      'zeostore.slow_request_log': '0'}
     )
     with caplog.at_level(logging.WARNING, 'pyramid_zeostore.metrics'):
-        app.get('/@@touch?write=2')
+        app.post('/@@touch?write=2')
     assert seen  # the event goes out whenever metrics are collected
     (record,) = [r for r in caplog.records if 'slow request' in r.message]
-    assert 'GET /@@touch 200' in record.message
+    assert 'POST /@@touch 200' in record.message
     assert 'stores=2 conflicts=0 retries=0' in record.message
 
 

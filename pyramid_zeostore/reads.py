@@ -1,0 +1,186 @@
+"""Fast reads: safe methods on a per-thread connection, begun and aborted.
+
+A GET, HEAD or OPTIONS request changes nothing, so it needs neither a
+commit nor a connection of its own from the pool. The read tween (over
+pyramid_tm) gives it this thread's transaction manager and a connection
+kept open on it: ``begin()`` (which brings in what others committed,
+through the connection's synchronizer), the view, ``abort()``. pyramid_tm
+sees the transaction already managed and stands aside. Writes (POST, PUT,
+PATCH, DELETE, ...) keep the full pyramid_tm + pyramid_retry path with a
+pooled connection per attempt.
+
+**A safe request that changes persistent objects** (or joins any other
+data manager to the transaction) is not lost: the read tween finds the
+transaction joined, aborts it, logs a warning naming the view once per
+process, and raises :class:`SafeMethodWrote`, which pyramid_retry retries;
+the next attempt runs on the full path and commits (retried on conflicts
+like any write). On the last attempt (``retry.attempts = 1``) it commits
+at once. Apps that write on GET as a rule set ``zeostore.fast_reads =
+false``: then every request takes the full path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+import transaction
+from pyramid_retry import IRetryableError, is_last_attempt
+from zope.interface import implementer
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
+
+#: environ: this attempt runs on the thread's read transaction manager
+FAST = 'zeostore.fast_read'
+#: environ: an earlier attempt of this safe request wrote: go the full way
+WROTE = 'zeostore.safe_method_wrote'
+
+
+@implementer(IRetryableError)
+class SafeMethodWrote(Exception):
+    """A safe-method request changed persistent objects; pyramid_retry
+    runs it again on the full, committing path."""
+
+
+class ReadSlot:
+    """One thread's read transaction manager and connection."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # Not explicit: DB.close() aborts the managers of open connections.
+        self.tm = transaction.TransactionManager()
+        self.db: Any = None
+        self.conn: Any = None
+        self.busy = False  # serving; a nested request goes the full way
+
+
+class ReadSlots(threading.local):
+    """The read slots of one :class:`~.databases.Databases`, per thread."""
+
+    slot: ReadSlot | None = None
+
+    def get(self) -> ReadSlot:
+        slot = self.slot
+        if slot is None or slot.pid != os.getpid():
+            # New thread, or inherited from the parent across a fork: its
+            # connection belongs to the parent's ZEO client; drop it.
+            slot = self.slot = ReadSlot()
+        return slot
+
+
+def request_manager(request: Any) -> transaction.TransactionManager:
+    """``tm.manager_hook``: the thread's read manager for a fast read,
+    else a new explicit manager per request (pyramid_tm's default)."""
+    slot = request.environ.get(FAST)
+    if slot is not None:
+        return slot.tm
+    return transaction.TransactionManager(explicit=True)
+
+
+def connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
+    """The slot's connection to the primary database, opened on first use
+    (and again after the databases were reopened)."""
+    db = databases.get('')
+    conn = slot.conn
+    if conn is None or slot.db is not db:
+        conn = slot.conn = db.open(transaction_manager=slot.tm)
+        slot.db = db
+        # Kept open for good: make room in the pool for the requests.
+        db.setPoolSize(db.getPoolSize() + 1)
+    return conn
+
+
+_warned: set = set()
+
+
+def _view_label(request: Any) -> str:
+    route = getattr(request, 'matched_route', None)
+    context = getattr(request, 'context', None)
+    name = getattr(request, 'view_name', '') or ''
+    parts = [f'{request.method} {request.path_info}']
+    if route is not None:
+        parts.append(f'route {route.name!r}')
+    if context is not None:
+        parts.append(f'view {name!r} of {type(context).__name__}')
+    return ', '.join(parts)
+
+
+def read_tween_factory(
+    handler: Callable[[Any], Any], registry: Any
+) -> Callable[[Any], Any]:
+    """Serve safe methods on the thread's read slot (see the module)."""
+    from pyramid.interfaces import IRequestFactory
+
+    from .interfaces import IDatabases, IZeostoreSettings
+    from .request import ensure_request
+
+    settings = registry.getUtility(IZeostoreSettings)
+    hook = registry.settings.get('tm.manager_hook')
+    fast = settings.fast_reads and hook in (
+        request_manager, 'pyramid_zeostore.reads.request_manager'
+    )
+    databases = registry.queryUtility(IDatabases)
+    fast = fast and databases is not None
+    cls = registry.queryUtility(IRequestFactory)
+
+    def read_tween(request: Any) -> Any:
+        if type(request) is not cls:  # a subrequest from Request.blank()
+            ensure_request(registry, request)
+        environ = request.environ
+        if (
+            not fast
+            or request.method not in SAFE_METHODS
+            or WROTE in environ
+            or 'tm.active' in environ
+        ):
+            return handler(request)
+        slot = databases.read_slots.get()
+        if slot.busy:  # a subrequest of a fast read
+            return handler(request)
+        slot.busy = True
+        environ[FAST] = slot
+        tm = slot.tm
+        # pyramid_tm stands aside for a managed transaction.
+        environ['tm.active'] = True
+        environ['tm.manager'] = tm
+        tm.begin()
+        try:
+            response = handler(request)
+            if tm.get()._resources:  # something joined: a write
+                label = _view_label(request)
+                if is_last_attempt(request):
+                    log.warning('%s changed persistent objects: committed',
+                                label)
+                    tm.commit()
+                    return response
+                if label not in _warned:
+                    _warned.add(label)
+                    log.warning(
+                        '%s changed persistent objects on a safe method: '
+                        'run again in a committing transaction (set '
+                        'zeostore.fast_reads = false if the app writes '
+                        'on GET as a rule)', label,
+                    )
+                environ[WROTE] = True
+                raise SafeMethodWrote(label)
+            return response
+        finally:
+            _end(tm)
+            del environ[FAST], environ['tm.active'], environ['tm.manager']
+            slot.busy = False
+
+    return read_tween
+
+
+def _end(tm: transaction.TransactionManager) -> None:
+    """Abort what is left of the read transaction."""
+    from transaction.interfaces import NoTransaction
+
+    try:
+        tm.abort()
+    except NoTransaction:  # committed above
+        pass

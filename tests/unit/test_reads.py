@@ -1,0 +1,252 @@
+"""Fast reads and the request class, over a real FileStorage (WebTest)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import transaction
+from pyramid.config import Configurator
+from pyramid.interfaces import IRequestExtensions, IRequestFactory
+from pyramid.request import Request
+from transaction.interfaces import NoTransaction
+from webtest import TestApp
+
+from pyramid_zeostore import get_connection, get_databases
+from pyramid_zeostore.content import Item
+from pyramid_zeostore.databases import close_all
+from pyramid_zeostore.reads import FAST, ReadSlots, request_manager
+from pyramid_zeostore.request import ZeostoreRequest
+
+POST = {'headers': {'X-CSRF-Token': 't'}}
+
+
+def seen(context, request):
+    """What the view saw: its connection, manager and the counter."""
+    conn = get_connection(request)
+    return {
+        'conn': id(conn),
+        'tm': id(request.tm),
+        'fast': FAST in request.environ,
+        'hits': getattr(context, 'hits', 0),
+        'joined': len(request.tm.get()._resources),
+    }
+
+
+def hit(context, request):
+    context.hits = getattr(context, 'hits', 0) + 1
+    return {'hits': context.hits, 'attempt': request.environ['retry.attempt']}
+
+
+def fail(context, request):
+    get_connection(request)
+    raise LookupError('read failed')
+
+
+def sub(context, request):
+    inner = Request.blank('/@@seen')
+    inner.registry = request.registry
+    tweens = request.params.get('tweens') == 'yes'
+    response = request.invoke_subrequest(inner, use_tweens=tweens)
+    return {'inner': response.json, 'outer': seen(context, request)}
+
+
+def make_app(tmp_path, factory=None, **settings):
+    settings = {
+        'zodb_uri': f'file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup': 'false',
+        **settings,
+    }
+    config = Configurator(settings=settings)
+    if factory is not None:
+        config.set_request_factory(factory)
+    config.include('pyramid_zeostore')
+    config.include('pyramid_zeostore.views')
+    config.add_view(seen, name='seen', renderer='json', require_csrf=False)
+    config.add_view(hit, name='hit', renderer='json')
+    config.add_view(fail, name='fail')
+    config.add_view(sub, name='sub', renderer='json')
+    app = TestApp(config.make_wsgi_app())
+    app.set_cookie('csrf_token', 't')
+    return app, config.registry
+
+
+@pytest.fixture(autouse=True)
+def closed():
+    yield
+    close_all()
+
+
+def test_reads_reuse_the_threads_connection_and_never_commit(tmp_path):
+    app, registry = make_app(tmp_path)
+    first = app.get('/@@seen').json
+    second = app.get('/@@seen').json
+    assert first['fast'] and second['fast']
+    assert first['conn'] == second['conn'] and first['tm'] == second['tm']
+    assert second['joined'] == 0
+    db = get_databases(registry).get()
+    # the read connection stays out of the pool, which grew to match
+    assert len(db.pool.all) - len(db.pool.available) == 1
+    assert db.getPoolSize() == 7 + 1
+    # a write takes a pooled connection and its own manager
+    app.post('/@@hit', **POST)
+    assert len(db.pool.all) - len(db.pool.available) == 1
+    # and the next read (on the kept connection) sees it
+    assert app.get('/@@seen').json['hits'] == 1
+
+
+def test_each_thread_has_its_own(tmp_path):
+    app, registry = make_app(tmp_path)
+    found = []
+
+    def read():
+        found.append(app.get('/@@seen').json['conn'])
+
+    read()
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(30)
+    assert len(set(found)) == 2
+
+
+def test_a_read_that_writes_is_run_again_and_committed(tmp_path, caplog):
+    app, registry = make_app(tmp_path)
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+        res = app.get('/@@hit')
+        app.get('/@@hit')
+    # first attempt on the read path (aborted), then the committing one
+    assert res.json == {'hits': 1, 'attempt': 1}
+    assert app.get('/@@seen').json['hits'] == 2
+    warnings = [r.message for r in caplog.records]
+    assert len(warnings) == 1  # once per view and process
+    assert 'GET /@@hit' in warnings[0] and "view 'hit'" in warnings[0]
+    assert 'zeostore.fast_reads' in warnings[0]
+
+
+def test_with_one_attempt_a_read_that_writes_commits_at_once(
+    tmp_path, caplog
+):
+    app, registry = make_app(tmp_path, **{'retry.attempts': 1})
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+        assert app.get('/@@hit').json == {'hits': 1, 'attempt': 0}
+    assert app.get('/@@seen').json['hits'] == 1
+    assert 'committed' in caplog.text
+
+
+def test_a_failing_read_frees_the_slot(tmp_path):
+    app, registry = make_app(tmp_path)
+    with pytest.raises(LookupError):
+        app.get('/@@fail')
+    slot = get_databases(registry).read_slots.get()
+    assert not slot.busy
+    assert app.get('/@@seen').json['fast']
+
+
+def test_a_subrequest_of_a_read_goes_the_full_way(tmp_path):
+    app, registry = make_app(tmp_path)
+    res = app.get('/@@sub?tweens=yes').json
+    assert res['outer']['fast'] and not res['inner']['fast']
+    assert res['inner']['conn'] != res['outer']['conn']
+    # without tweens no transaction is begun for it: it must still have
+    # request.tm (as Pyramid's request extensions would give it)
+    with pytest.raises(NoTransaction):  # not AttributeError: it has one
+        app.get('/@@sub?tweens=no')
+
+
+def test_fast_reads_can_be_turned_off(tmp_path):
+    app, registry = make_app(tmp_path, **{'zeostore.fast_reads': 'false'})
+    first = app.get('/@@seen').json
+    assert not first['fast']
+    db = get_databases(registry).get()
+    assert len(db.pool.all) == len(db.pool.available)  # returned
+    assert app.get('/@@hit').json == {'hits': 1, 'attempt': 0}
+
+
+def test_an_apps_own_manager_hook_turns_fast_reads_off(tmp_path):
+    app, registry = make_app(
+        tmp_path, **{'tm.manager_hook': 'pyramid_tm.explicit_manager'}
+    )
+    assert not app.get('/@@seen').json['fast']
+
+
+def test_slots_after_a_fork_and_a_reopen(tmp_path, monkeypatch):
+    app, registry = make_app(tmp_path)
+    databases = get_databases(registry)
+    conn = app.get('/@@seen').json['conn']
+    slots: ReadSlots = databases.read_slots
+    slot = slots.get()
+    assert slots.get() is slot
+    monkeypatch.setattr('os.getpid', lambda: slot.pid + 1)
+    assert slots.get() is not slot  # a forked child starts afresh
+    monkeypatch.undo()
+    slots.slot = slot
+    databases.close()  # reopened on the next request: a new connection
+    assert app.get('/@@seen').json['conn'] != conn
+
+
+def test_request_manager_outside_a_fast_read():
+    request = Request.blank('/')
+    tm = request_manager(request)
+    assert tm.explicit
+    assert request_manager(request) is not tm
+
+
+def test_request_attributes_live_on_the_class(tmp_path):
+    app, registry = make_app(tmp_path)
+    factory = registry.getUtility(IRequestFactory)
+    assert issubclass(factory, ZeostoreRequest)
+    assert 'tm' in vars(factory) and 'zodb_conn' in vars(factory)
+    extensions = registry.getUtility(IRequestExtensions)
+    assert 'tm' not in extensions.descriptors
+    assert 'zodb_conn' not in extensions.descriptors
+    request = factory.blank('/')
+    request.registry = registry
+    assert request.tm is request.tm  # reified under its own name
+
+
+class AppRequest(Request):
+    def greet(self):
+        return 'hi'
+
+
+def test_an_apps_request_class_is_extended(tmp_path):
+    app, registry = make_app(tmp_path, factory=AppRequest)
+    factory = registry.getUtility(IRequestFactory)
+    assert issubclass(factory, AppRequest) and 'tm' in vars(factory)
+    assert app.get('/@@seen').json['fast']
+
+
+def test_a_factory_function_keeps_the_extensions(tmp_path):
+    app, registry = make_app(tmp_path, factory=lambda environ: Request(
+        environ
+    ))
+    extensions = registry.getUtility(IRequestExtensions)
+    assert 'tm' in extensions.descriptors
+    assert app.get('/@@seen').status_int == 200
+
+
+def test_an_apps_own_tm_method_is_left_alone(tmp_path):
+    def my_tm(request):
+        return transaction.TransactionManager(explicit=True)
+
+    settings = {
+        'zodb_uri': f'file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup': 'false',
+    }
+    with Configurator(settings=settings) as config:
+        config.include('pyramid_zeostore')
+        config.add_request_method(my_tm, 'tm', reify=True)
+    extensions = config.registry.getUtility(IRequestExtensions)
+    assert 'tm' in extensions.descriptors  # the app's, kept
+    assert 'zodb_conn' not in extensions.descriptors
+
+
+def test_items_written_are_read_back(tmp_path):
+    app, registry = make_app(tmp_path)
+    for n in range(3):
+        app.post_json('/', {'name': f'i{n}', 'type': 'item',
+                            'attributes': {'n': n}}, **POST)
+    res = app.get('/', headers={'Accept': 'application/json'})
+    assert [i['name'] for i in res.json['items']] == ['i0', 'i1', 'i2']
+    assert isinstance(Item(), Item)
