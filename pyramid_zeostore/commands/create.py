@@ -1,0 +1,142 @@
+"""``pzeo create NAME``: a new project from the ``zeostore`` scaffold.
+
+Runs the cookiecutter template shipped in the package
+(``scaffold-templates/zeostore``, ``scaffolds/zeostore`` in the
+repository) with cookiecutter as a library, without questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import os
+import re
+import sys
+
+from . import CommandError
+
+ORDER = 1
+
+TEMPLATE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    'scaffold-templates',
+    'zeostore',
+)
+BACKENDS = ('zeo', 'file', 'relstorage-sqlite')
+#: Names a project's package must not take: it would shadow them.
+TAKEN = frozenset({
+    'pyramid', 'pyramid_zeostore', 'tests', 'test', 'transaction', 'ZODB',
+    'ZEO', 'persistent', 'waitress',
+})
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'create',
+        help='a new project: a Pyramid app on pyramid_zeostore, with '
+        'tests',
+        description='Generate a complete app from the zeostore scaffold '
+        '(a cookiecutter template): package with models, views and '
+        'templates, development.ini (ZEO autostart), production.ini, '
+        'zeo.conf, tests on the pyramid_zeostore pytest fixtures, '
+        'README, Makefile. Needs cookiecutter: pip install '
+        '"pyramid_zeostore[scaffold]".',
+    )
+    parser.add_argument(
+        'name', metavar='NAME',
+        help='the project name, e.g. "My Site"; its package (and folder) '
+        'name is made from it (my_site) unless --package says otherwise',
+    )
+    parser.add_argument(
+        '--backend', choices=BACKENDS, default='zeo',
+        help='the database of development.ini and production.ini: a ZEO '
+        'server (default), a FileStorage, or RelStorage on SQLite',
+    )
+    parser.add_argument(
+        '--package', metavar='PKG',
+        help='the Python package (and folder) name',
+    )
+    parser.add_argument(
+        '--output-dir', '-o', metavar='DIR', default='.',
+        help='where to create the project folder (default: here)',
+    )
+    parser.set_defaults(func=run)
+
+
+def package_name(name: str) -> str:
+    """The package name the template makes of project name ``name``."""
+    return re.sub(r'[ .-]', '_', name.strip().lower())
+
+
+def check_names(name: str, package: str) -> None:
+    """:raises CommandError: (status 2) a name that would not work."""
+    if not name.strip() or any(c in name for c in '"\\\n\r'):
+        raise CommandError(
+            f'project name {name!r}: give a name without quotes, '
+            'backslashes or line breaks', 2,
+        )
+    if (
+        not package.isidentifier()
+        or not package.isascii()
+        or keyword.iskeyword(package)
+        or package != package.lower()
+    ):
+        raise CommandError(
+            f'package name {package!r}: expected a lower-case Python '
+            'identifier (letters, digits, underscores; not starting with a '
+            'digit); pass --package', 2,
+        )
+    if package in sys.stdlib_module_names or package in TAKEN:
+        raise CommandError(
+            f'package name {package!r} is taken by an existing module; '
+            'pass another --package', 2,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    package = args.package or package_name(args.name)
+    check_names(args.name, package)
+    try:
+        from cookiecutter.exceptions import CookiecutterException
+        from cookiecutter.main import cookiecutter
+    except ImportError:
+        raise CommandError(
+            'needs cookiecutter: pip install "pyramid_zeostore[scaffold]"',
+            2,
+        ) from None
+    output_dir = os.path.abspath(args.output_dir)
+    target = os.path.join(output_dir, package)
+    if os.path.exists(target):
+        raise CommandError(f'{target} exists already')
+    try:
+        path = cookiecutter(
+            TEMPLATE,
+            no_input=True,
+            extra_context={
+                'project_name': args.name.strip(),
+                'repo_name': package,
+                'backend': args.backend,
+                '__zeostore_version': _version(),
+            },
+            output_dir=output_dir,
+            # The same project on every machine: no ~/.cookiecutterrc.
+            default_config=True,
+        )
+    except CookiecutterException as e:
+        raise CommandError(f'cookiecutter: {e}') from None
+    print(f'created {path} ({args.backend} backend)')
+    shown = os.path.relpath(path)
+    if shown.startswith(os.pardir):
+        shown = path
+    print(f'next: cd {shown} && make test && make serve')
+    return 0
+
+
+def _version() -> str:
+    """The lowest pyramid_zeostore the new project may use: this one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version('pyramid_zeostore')
+    except PackageNotFoundError:  # a bare checkout on sys.path
+        return '0.1.0.dev0'
