@@ -121,6 +121,8 @@ def probe(
             sock = socket.create_connection(
                 (address[0] or '127.0.0.1', address[1]), timeout
             )
+    except ConnectionResetError as e:  # accepted, then reset at once
+        return f'the server dropped the connection: {e}'
     except OSError as e:
         if e.errno in (errno.EACCES, errno.EPERM):
             return f'{e} (this user may not use the socket: see its mode)'

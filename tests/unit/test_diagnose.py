@@ -154,6 +154,15 @@ def test_probe_permission_denied(monkeypatch):
     assert 'may not use the socket' in reason
 
 
+def test_a_reset_while_connecting(monkeypatch):
+    def reset(*args, **kw):
+        raise ConnectionResetError(104, 'Connection reset by peer')
+
+    monkeypatch.setattr(socket, 'create_connection', reset)
+    reason = probe(('127.0.0.1', 1), 5)
+    assert reason.startswith('the server dropped the connection: ')
+
+
 @pytest.mark.parametrize(
     'behaviour, words',
     [
