@@ -407,12 +407,17 @@ def dummy_request(wsgi_app, zodb_conn) -> Iterator[Any]:
     from pyramid.request import apply_request_extensions
     from pyramid.threadlocal import manager
 
+    from .request import ensure_request
+
     registry = wsgi_app.registry
     tm = zodb_conn.transaction_manager
     request = testing.DummyRequest()
     request.registry = registry
     request.environ['tm.manager'] = tm  # what pyramid_tm's request.tm reads
     apply_request_extensions(request)
+    # ``tm`` and ``zodb_conn`` live on the app's request class (see
+    # request.py): give them to this request as Pyramid would.
+    ensure_request(registry, request)
     request.tm = tm
     # connection.py's cache of the request's connection: get_connection()
     # and request.zodb_conn return the test's.
