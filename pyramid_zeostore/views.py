@@ -1,7 +1,7 @@
 """The default app's pages and JSON API, by traversal over the folder tree.
 
 Reads: ``GET`` any object (HTML, or JSON with ``Accept: application/json``
-or ``?format=json``); folders list a page at a time (``?start=&size=``).
+or ``?format=json``); folders list a page at a time (``?after=&size=``).
 Writes (JSON bodies): ``POST folder`` creates a child, ``PATCH obj`` sets
 attributes, ``DELETE obj`` removes it, ``POST obj/@@increment`` adds to a
 number attribute. Unsafe methods need a CSRF token: browsers get it in
@@ -30,6 +30,8 @@ from .folder import Folder
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+#: ``?start=`` walks the BTree buckets up to it: deeper pages use ``after``
+MAX_START = 10_000
 KINDS = {'folder': Folder, 'item': Item}
 
 
@@ -87,24 +89,33 @@ def describe(obj: Any, request: Any) -> dict:
 
 
 def folder_page(context: Folder, request: Any) -> dict:
-    start = _int_param(request, 'start', 0, 10**9)
+    """A page of ``context``'s children: ``?after=NAME`` (keyset paging,
+    O(log n) however deep) and/or ``?start=N`` (positional, walks the
+    buckets up to it: capped at :data:`MAX_START`); the ``next`` link
+    pages by key."""
+    start = _int_param(request, 'start', 0, MAX_START)
     size = _int_param(request, 'size', PAGE_SIZE, MAX_PAGE_SIZE)
+    after = request.params.get('after') or None
+    # One more than the page tells whether there is a next one.
+    found = context.page(start, size + 1, after=after)
     items = [
         {
             'name': name,
             'type': 'folder' if isinstance(child, Folder) else 'item',
             'path': resource_path(child),
         }
-        for name, child in context.page(start, size)
+        for name, child in found[:size]
     ]
-    total = len(context)
     data = describe(context, request)
-    data.update(length=total, start=start, size=size, items=items)
+    data.update(
+        length=len(context), start=start, after=after, size=size,
+        items=items,
+    )
     data['next'] = (
         request.resource_path(
-            context, query={'start': start + size, 'size': size}
+            context, query={'after': items[-1]['name'], 'size': size}
         )
-        if start + size < total
+        if len(found) > size and items
         else None
     )
     return data

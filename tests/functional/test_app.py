@@ -34,6 +34,7 @@ def test_empty_root_lists_in_html_and_json(app):
         'attributes': {},
         'length': 0,
         'start': 0,
+        'after': None,
         'size': 50,
         'items': [],
         'next': None,
@@ -92,11 +93,20 @@ def test_pagination_and_next_links(app):
         app.post_json('/f', {'name': f'i{i}'}, headers=H)
     page = app.get('/f?size=3', headers=JSON).json
     assert [i['name'] for i in page['items']] == ['i0', 'i1', 'i2']
-    assert page['next'] == '/f/?start=3&size=3'
-    last = app.get('/f?start=6&size=3', headers=JSON).json
+    assert page['next'] == '/f/?after=i2&size=3'  # by key: O(log n)
+    second = app.get(page['next'], headers=JSON).json
+    assert [i['name'] for i in second['items']] == ['i3', 'i4', 'i5']
+    last = app.get(second['next'], headers=JSON).json
     assert [i['name'] for i in last['items']] == ['i6']
     assert last['next'] is None
+    # exactly a page left: no empty next page
+    assert app.get('/f?after=i3&size=3', headers=JSON).json['next'] is None
+    # positional paging still works for small offsets
+    assert [i['name'] for i in app.get(
+        '/f?start=6&size=3', headers=JSON
+    ).json['items']] == ['i6']
     assert 'next page' in app.get('/f?size=3').text
+    app.get('/f?start=10001', status=400)  # deeper: use after=
 
 
 def test_browser_form_posts_with_csrf_token(app):
