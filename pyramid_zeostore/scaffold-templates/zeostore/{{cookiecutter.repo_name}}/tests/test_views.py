@@ -41,9 +41,13 @@ def test_folder_view_pages(dummy_request):
         site[f'd{n:02}'] = Document()
     first = folder_view(site, dummy_request)
     assert len(first['items']) == 50
-    assert first['next_url'].endswith('?start=50')
-    dummy_request.params = {'start': '50'}
-    assert len(folder_view(site, dummy_request)['items']) == 10
+    assert first['next_url'].endswith('?after=d49')
+    dummy_request.params = {'after': 'd49'}
+    second = folder_view(site, dummy_request)
+    assert [i['name'] for i in second['items']] == [
+        f'd{n}' for n in range(50, 60)
+    ]
+    assert second['next_url'] is None
 
 
 def test_add_view_adds_a_document(dummy_request):

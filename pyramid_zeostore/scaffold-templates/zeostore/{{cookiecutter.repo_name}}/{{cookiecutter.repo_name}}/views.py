@@ -38,11 +38,14 @@ def layout_globals(event):
 @view_config(context=Folder, request_method='GET',
              renderer='templates/folder.jinja2')
 def folder_view(context, request):
-    """A page of the folder's contents and a form to add to it."""
-    try:
-        start = max(int(request.params.get('start', 0)), 0)
-    except ValueError:
-        raise HTTPBadRequest('start must be a whole number') from None
+    """A page of the folder's contents and a form to add to it.
+
+    Pages go by name (``?after=<last name>``): finding one is O(log n) in
+    the folder's BTree however deep it is, where an offset would walk
+    every bucket before it.
+    """
+    after = request.params.get('after') or None
+    found = context.page(0, PAGE_SIZE + 1, after=after)
     items = [
         {
             'name': name,
@@ -50,16 +53,17 @@ def folder_view(context, request):
             'kind': 'folder' if isinstance(obj, Folder) else 'document',
             'url': request.resource_url(obj),
         }
-        for name, obj in context.page(start, PAGE_SIZE)
+        for name, obj in found[:PAGE_SIZE]
     ]
-    more = start + PAGE_SIZE < len(context)
     return {
         'title': title_of(context),
         'items': items,
         'count': len(context),
         'next_url': (
-            request.resource_url(context, query={'start': start + PAGE_SIZE})
-            if more else None
+            request.resource_url(
+                context, query={'after': items[-1]['name']}
+            )
+            if len(found) > PAGE_SIZE else None
         ),
     }
 
