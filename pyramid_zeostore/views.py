@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from pyramid.csrf import CookieCSRFStoragePolicy, get_csrf_token
 from pyramid.httpexceptions import (
@@ -23,7 +24,7 @@ from pyramid.httpexceptions import (
     HTTPSeeOther,
 )
 from pyramid.response import Response
-from pyramid.traversal import resource_path
+from pyramid.traversal import quote_path_segment, resource_path
 
 from .content import Item, is_attribute_name, public_attributes
 from .folder import Folder
@@ -36,7 +37,7 @@ KINDS = {'folder': Folder, 'item': Item}
 
 
 def wants_json(request: Any) -> bool:
-    if request.params.get('format') == 'json':
+    if request.GET.get('format') == 'json':
         return True
     offers = request.accept.acceptable_offers(
         ['text/html', 'application/json']
@@ -56,7 +57,7 @@ def _json_error(cls: Any, message: str) -> Any:
 
 
 def _int_param(request: Any, name: str, default: int, high: int) -> int:
-    raw = request.params.get(name)
+    raw = request.GET.get(name)
     if raw is None:
         return default
     try:
@@ -95,14 +96,17 @@ def folder_page(context: Folder, request: Any) -> dict:
     pages by key."""
     start = _int_param(request, 'start', 0, MAX_START)
     size = _int_param(request, 'size', PAGE_SIZE, MAX_PAGE_SIZE)
-    after = request.params.get('after') or None
+    after = request.GET.get('after') or None
     # One more than the page tells whether there is a next one.
     found = context.page(start, size + 1, after=after)
+    # Paths from the folder's own and the names: the children stay
+    # ghosts (their class says folder or item without loading them).
+    base = resource_path(context).rstrip('/') + '/'
     items = [
         {
             'name': name,
             'type': 'folder' if isinstance(child, Folder) else 'item',
-            'path': resource_path(child),
+            'path': base + quote_path_segment(name),
         }
         for name, child in found[:size]
     ]
@@ -112,9 +116,7 @@ def folder_page(context: Folder, request: Any) -> dict:
         items=items,
     )
     data['next'] = (
-        request.resource_path(
-            context, query={'after': items[-1]['name'], 'size': size}
-        )
+        base + '?' + urlencode({'after': items[-1]['name'], 'size': size})
         if len(found) > size and items
         else None
     )
