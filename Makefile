@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint install shell zeo clean
+.PHONY: serve test lint install shell zeo clean bench bench-smoke bench-install
 
 $(BIN)/pserve: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,21 @@ test: install lint
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet
 	$(BIN)/python -m coverage report
+
+# The benchmark harness (benchmarks/README.md): wrk from Debian, the peer
+# (pyramid_zodbconn) from the `bench` extra.
+$(VENV)/.bench-installed: $(BIN)/pserve setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-install: $(VENV)/.bench-installed
+	bash .ci/install-bench
+
+bench: bench-install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-smoke: bench-install
+	$(BIN)/python benchmarks/bench.py --smoke
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* *.egg-info

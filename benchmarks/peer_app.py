@@ -16,6 +16,12 @@ the ini says::
     retry.attempts = 3
 
 (``benchmarks/contention.py`` writes that ini itself.)
+
+``benchmarks/bench.py`` serves it the same way as its ``peer`` app, with
+``zodbconn.uri = zconfig://...`` naming a ZEO ``<clientstorage>`` with
+``server-sync`` and a 20,000-object connection cache (zodburi's
+``zeo://`` cannot say ``server_sync``), over a database seeded with
+``app_root`` already made.
 """
 
 from __future__ import annotations
