@@ -41,6 +41,9 @@ def _client_storage(storage):
     return storage
 
 
+_UNKNOWN = object()
+
+
 @implementer(IDatabases)
 class Databases:
     """The databases of one configuration, opened lazily per process.
@@ -66,6 +69,7 @@ class Databases:
         self.read_slots = ReadSlots()
         self._pid: int | None = None
         self._dbs: dict = {}
+        self._clients: dict = {}  # name -> its ZEO ClientStorage, or None
         self.bootstrapped = False
         # (pid, monotonic time, DatabaseUnavailable args) of the last
         # failed open: threads that queued behind it fail at once.
@@ -130,6 +134,7 @@ class Databases:
                     )
                 raise
             self._dbs = dbs
+            self._clients = {}
             self._pid = pid
             _open_registries.add(self)  # kept until closed, even unreferenced
 
@@ -184,7 +189,10 @@ class Databases:
         ``deadline`` is a ``time.monotonic()`` value. Storages that are not
         ZEO clients are always connected.
         """
-        client = _client_storage(self.get(name).storage)
+        db = self.get(name)
+        client = self._clients.get(name, _UNKNOWN)
+        if client is _UNKNOWN:
+            client = self._clients[name] = _client_storage(db.storage)
         if client is None:
             return True
         while not client.is_connected():

@@ -17,6 +17,7 @@ import transaction
 from pyramid.threadlocal import get_current_request
 from ZODB.POSException import ConflictError
 
+from .connection import get_connection, get_databases, wait_available
 from .databases import Databases
 from .folder import Folder
 from .interfaces import IAppmaker
@@ -70,11 +71,9 @@ def root_factory(request: Any) -> Any:
     :func:`bootstrap`); every call then runs the appmaker on the
     request's connection, within ``request.tm``.
     """
-    from .connection import get_connection, get_databases, wait_available
-
     registry = request.registry
-    appmaker = registry.getUtility(IAppmaker)
     databases = get_databases(registry)
+    appmaker = registry.getUtility(IAppmaker)
     if not databases.bootstrapped:
         # Before the request's connection opens, so that its snapshot
         # already holds the root the bootstrap committed.

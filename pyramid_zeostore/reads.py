@@ -91,6 +91,11 @@ def connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
         slot.db = db
         # Kept open for good: make room in the pool for the requests.
         db.setPoolSize(db.getPoolSize() + 1)
+    else:
+        # What a transaction's begin() would do (the read tween begins
+        # none): see what others have committed since (with server_sync,
+        # a round trip to ZEO). Nothing was read through it yet.
+        conn.newTransaction(None)
     return conn
 
 
@@ -147,10 +152,13 @@ def read_tween_factory(
         # pyramid_tm stands aside for a managed transaction.
         environ['tm.active'] = True
         environ['tm.manager'] = tm
-        tm.begin()
+        # No transaction is begun: the connection syncs when the request
+        # first asks for it (connection() below). One is made only if
+        # something asks for it (request.tm.get()) or joins it (a write).
         try:
             response = handler(request)
-            if tm.get()._resources:  # something joined: a write
+            txn = _current(tm)
+            if txn is not None and txn._resources:  # joined: a write
                 label = _view_label(request)
                 if is_last_attempt(request):
                     log.warning('%s changed persistent objects: committed',
@@ -169,18 +177,15 @@ def read_tween_factory(
                 raise SafeMethodWrote(label)
             return response
         finally:
-            _end(tm)
+            if _current(tm) is not None:
+                tm.abort()
             del environ[FAST], environ['tm.active'], environ['tm.manager']
             slot.busy = False
 
     return read_tween
 
 
-def _end(tm: transaction.TransactionManager) -> None:
-    """Abort what is left of the read transaction."""
-    from transaction.interfaces import NoTransaction
-
-    try:
-        tm.abort()
-    except NoTransaction:  # committed above
-        pass
+def _current(tm: transaction.TransactionManager) -> Any:
+    """The manager's transaction if one is under way (without making
+    one, as ``get()`` does for a non-explicit manager)."""
+    return tm._txn
