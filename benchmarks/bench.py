@@ -7,15 +7,17 @@ same data by ``seed.py``: a Folder root of 1,000 items and a counter):
 
 * ``ours``  ``egg:pyramid_zeostore`` with its default settings and the
   ``zodb_uri`` of ``deploy/production.ini``
-  (``server_sync=true&connection_cache_size=20000``);
+  (``connection_cache_size=20000``; a client reads its own writes through
+  the ``zeostore_sync`` cookie, not ``server_sync``);
 * ``peer``  pyramid_zodbconn + pyramid_tm + pyramid_retry
   (``peer_app.py``, same views), over the same ZEO client settings
   (``zconfig://``: ``server-sync`` and a 20,000-object cache);
 * ``bare``  Pyramid and the same views over the same folder built in
   memory: no ZODB, no ZEO, no tm, no retry (``bare_app.py``).
 
-``--server-sync off`` drops server_sync from both database apps (and the
-ceiling). Load: ``wrk -t1 -c8`` with ``wrk.lua``, one scenario per run:
+``--server-sync on`` adds ``server_sync=true`` to both database apps (and
+the ceiling): every transaction then begins with a round trip to ZEO.
+Load: ``wrk -t1 -c8`` with ``wrk.lua``, one scenario per run:
 ``read-list``, ``read-item``, ``write-add``, ``write-counter``, ``mixed``
 (90% read-item, 10% write-add). ZEO and gunicorn are pinned to CPU 0,
 wrk to CPU 1 (``taskset``). Plus the **raw commit ceiling**: the same
@@ -976,9 +978,9 @@ def parse_args(argv: list[str] | None) -> Any:
     p.add_argument('--scenarios', nargs='+', default=list(SCENARIOS),
                    choices=SCENARIOS)
     p.add_argument('--apps', nargs='+', default=list(APPS), choices=APPS)
-    p.add_argument('--server-sync', choices=('on', 'off'), default='on',
+    p.add_argument('--server-sync', choices=('on', 'off'), default='off',
                    help='server_sync of ours, the peer and the ceiling '
-                   '(default on, as deploy/production.ini)')
+                   '(default off, as deploy/production.ini)')
     p.add_argument('--warmup', type=float, default=3.0,
                    help='seconds of read-item per app before measuring, '
                    'then 1 s of each other scenario (default 3)')

@@ -17,6 +17,13 @@ the next attempt runs on the full path and commits (retried on conflicts
 like any write). On the last attempt (``retry.attempts = 1``) it commits
 at once. Apps that write on GET as a rule set ``zeostore.fast_reads =
 false``: then every request takes the full path.
+
+**Read your writes** without a round trip on every read: the answer to a
+write (2xx/3xx) sets a short-lived cookie (``zeostore_sync``, 10 s); a read
+that carries it syncs with the ZEO server(s) first, so it sees the write
+even when another process serves it. Reads of other clients skip the round
+trip (ZEO's ``server_sync=true`` makes every transaction pay it).
+``zeostore.read_your_writes = false`` sets no cookie.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
 FAST = 'zeostore.fast_read'
 #: environ: an earlier attempt of this safe request wrote: go the full way
 WROTE = 'zeostore.safe_method_wrote'
+#: set on the answer to a write; a fast read that carries it syncs first
+SYNC_COOKIE = 'zeostore_sync'
+SYNC_SECONDS = 10
 
 
 @implementer(IRetryableError)
@@ -85,6 +95,11 @@ def connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
     """The slot's connection to the primary database, opened on first use
     (and again after the databases were reopened)."""
     db = databases.get('')
+    if SYNC_COOKIE in request.cookies:
+        # This client wrote a moment ago, maybe through another process:
+        # one round trip per server, and its invalidations are all in.
+        for name in databases.names:
+            databases.sync(name)
     conn = slot.conn
     if conn is None or slot.db is not db:
         conn = slot.conn = db.open(transaction_manager=slot.tm)
@@ -130,18 +145,24 @@ def read_tween_factory(
     )
     databases = registry.queryUtility(IDatabases)
     fast = fast and databases is not None
+    mark_writes = fast and settings.read_your_writes
     cls = registry.queryUtility(IRequestFactory)
 
     def read_tween(request: Any) -> Any:
         if type(request) is not cls:  # a subrequest from Request.blank()
             ensure_request(registry, request)
         environ = request.environ
-        if (
-            not fast
-            or request.method not in SAFE_METHODS
-            or WROTE in environ
-            or 'tm.active' in environ
-        ):
+        if request.method not in SAFE_METHODS:
+            response = handler(request)
+            if mark_writes and response.status_int < 400:
+                # Committed (or nothing to commit): this client's next
+                # reads, in whichever process, sync first.
+                response.set_cookie(
+                    SYNC_COOKIE, '1', max_age=SYNC_SECONDS, path='/',
+                    httponly=True, samesite='Lax',
+                )
+            return response
+        if not fast or WROTE in environ or 'tm.active' in environ:
             return handler(request)
         slot = databases.read_slots.get()
         if slot.busy:  # a subrequest of a fast read

@@ -74,6 +74,7 @@ class ZeostoreSettings:
     health_path: str | None = '/@@health'  # None: no health route
     metrics: bool = False
     fast_reads: bool = True
+    read_your_writes: bool = True
     slow_request_log: float | None = None  # seconds; None: off
     prometheus_path: str | None = None  # None: no Prometheus endpoint
 
@@ -365,6 +366,9 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
         health_path=_path(settings, 'zeostore.health_path', '/@@health'),
         metrics=_bool(settings, 'zeostore.metrics', False),
         fast_reads=_bool(settings, 'zeostore.fast_reads', True),
+        read_your_writes=_bool(
+            settings, 'zeostore.read_your_writes', True
+        ),
         slow_request_log=_slow(settings),
         prometheus_path=_path(settings, 'zeostore.prometheus_path', None),
     )

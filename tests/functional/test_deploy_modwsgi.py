@@ -478,7 +478,9 @@ def test_production_ini_settings():
     settings = parse_settings(get_settings(path, 'app:main'))
     spec = settings.primary
     assert spec.address == '/srv/myapp/var/zeo.sock'
-    assert spec.factory.kw['server_sync'] is True
+    # reads sync only for a client that just wrote (the cookie)
+    assert 'server_sync' not in spec.factory.kw
+    assert settings.read_your_writes and settings.fast_reads
     assert settings.autostart is False
     assert settings.lock_file == '/srv/myapp/var/zeo.sock.lock'
     # The commented alternatives resolve too: TCP, and TLS (the same line

@@ -55,6 +55,27 @@ def includeme(config):
         config.add_subscriber(_hold_open, ApplicationCreated)
     if settings.get('zeostore_test.slow_dir'):
         config.add_view(_slow_write, name='slow-write', request_method='POST')
+    if settings.get('zeostore_test.invalidation_delay'):
+        _delay_invalidations(
+            float(settings['zeostore_test.invalidation_delay'])
+        )
+
+
+def _delay_invalidations(seconds):
+    """Let this process's ZEO client take ``seconds`` to apply each
+    invalidation, as a busy client would: reads that do not sync with the
+    server then see the state from before other processes' commits."""
+    import time
+
+    from ZEO.ClientStorage import ClientStorage
+
+    real = ClientStorage.invalidateTransaction
+
+    def slow(self, tid, oids):
+        time.sleep(seconds)
+        return real(self, tid, oids)
+
+    ClientStorage.invalidateTransaction = slow
 
 
 def _hold_open(event):

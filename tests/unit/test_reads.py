@@ -250,3 +250,35 @@ def test_items_written_are_read_back(tmp_path):
     res = app.get('/', headers={'Accept': 'application/json'})
     assert [i['name'] for i in res.json['items']] == ['i0', 'i1', 'i2']
     assert isinstance(Item(), Item)
+
+
+def test_a_write_marks_the_client_and_its_next_reads_sync(
+    tmp_path, monkeypatch
+):
+    app, registry = make_app(tmp_path)
+    databases = get_databases(registry)
+    synced = []
+    monkeypatch.setattr(databases, 'sync', synced.append)
+    app.get('/@@seen')
+    assert synced == []  # no write yet: no round trip
+    res = app.post('/@@hit', **POST)
+    cookie = res.headers['Set-Cookie']
+    assert cookie.startswith('zeostore_sync=1;')
+    assert 'Max-Age=10' in cookie and 'HttpOnly' in cookie
+    app.get('/@@seen')
+    assert synced == ['']  # the cookie came back: synced first
+    app.reset()
+    app.set_cookie('csrf_token', 't')
+    app.get('/@@seen')
+    assert synced == ['']
+    # a failed write marks nothing
+    res = app.post('/@@nosuchview', status=404, **POST)
+    assert 'zeostore_sync' not in res.headers.get('Set-Cookie', '')
+
+
+def test_read_your_writes_can_be_turned_off(tmp_path):
+    app, registry = make_app(
+        tmp_path, **{'zeostore.read_your_writes': 'false'}
+    )
+    res = app.post('/@@hit', **POST)
+    assert 'zeostore_sync' not in res.headers.get('Set-Cookie', '')
