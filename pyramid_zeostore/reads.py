@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import transaction
 from pyramid_retry import IRetryableError, is_last_attempt
+from pyramid_tm import explicit_manager
 from zope.interface import implementer
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,11 @@ class ReadSlots(threading.local):
 
 
 def request_manager(request: Any) -> transaction.TransactionManager:
-    """``tm.manager_hook``: the thread's read manager for a fast read,
-    else a new explicit manager per request (pyramid_tm's default)."""
-    slot = request.environ.get(FAST)
-    if slot is not None:
-        return slot.tm
+    """``tm.manager_hook``: a new explicit manager per request, as
+    ``pyramid_tm.explicit_manager``. (A fast read never asks: the read
+    tween puts the thread's manager in ``environ['tm.manager']``, which
+    pyramid_tm's ``request.tm`` returns first.) Fast reads need this hook,
+    or pyramid_tm's: an application's own hook turns them off."""
     return transaction.TransactionManager(explicit=True)
 
 
@@ -141,7 +142,8 @@ def read_tween_factory(
     settings = registry.getUtility(IZeostoreSettings)
     hook = registry.settings.get('tm.manager_hook')
     fast = settings.fast_reads and hook in (
-        request_manager, 'pyramid_zeostore.reads.request_manager'
+        request_manager, 'pyramid_zeostore.reads.request_manager',
+        explicit_manager, 'pyramid_tm.explicit_manager',
     )
     databases = registry.queryUtility(IDatabases)
     fast = fast and databases is not None

@@ -128,3 +128,18 @@ def test_check_is_bounded_for_a_registry_that_fails_to_open(monkeypatch):
     monkeypatch.setattr(databases, 'get', fail)
     (health,) = check(databases, 0.1)
     assert not health.connected and 'nowhere' in health.error
+
+
+def test_an_empty_storage_has_no_last_transaction():
+    from ZODB.utils import z64
+
+    from pyramid_zeostore.health import _last_transaction
+
+    class DB:
+        storage = object()
+
+        @staticmethod
+        def lastTransaction():
+            return z64
+
+    assert _last_transaction(DB()) is None

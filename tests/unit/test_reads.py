@@ -167,7 +167,16 @@ def test_an_apps_own_manager_hook_turns_fast_reads_off(tmp_path):
     app, registry = make_app(
         tmp_path, **{'tm.manager_hook': 'pyramid_tm.explicit_manager'}
     )
+    assert app.get('/@@seen').json['fast']  # the same as ours
+    get_databases(registry).close()
+    app, registry = make_app(
+        tmp_path, **{'tm.manager_hook': 'tests.unit.test_reads.own_hook'}
+    )
     assert not app.get('/@@seen').json['fast']
+
+
+def own_hook(request):
+    return transaction.TransactionManager(explicit=True)
 
 
 def test_slots_after_a_fork_and_a_reopen(tmp_path, monkeypatch):
@@ -282,3 +291,42 @@ def test_read_your_writes_can_be_turned_off(tmp_path):
     )
     res = app.post('/@@hit', **POST)
     assert 'zeostore_sync' not in res.headers.get('Set-Cookie', '')
+
+
+def test_a_route_view_that_writes_is_named_by_its_route(tmp_path, caplog):
+    settings = {
+        'zodb_uri': f'file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup': 'false',
+    }
+    with Configurator(settings=settings) as config:
+        config.include('pyramid_zeostore')
+        config.add_route('bump', '/bump')
+        config.add_view(bump, route_name='bump', renderer='json')
+    app = TestApp(config.make_wsgi_app())
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+        assert app.get('/bump').json == 1
+    assert "GET /bump, route 'bump'" in caplog.text
+
+
+def bump(request):
+    root = get_connection(request).root()
+    root['bumps'] = root.get('bumps', 0) + 1
+    return root['bumps']
+
+
+def test_an_app_that_brings_both_attributes_keeps_its_factory(tmp_path):
+    settings = {
+        'zodb_uri': f'file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup': 'false',
+    }
+    with Configurator(settings=settings) as config:
+        config.include('pyramid_zeostore')
+        config.add_request_method(own_hook, 'tm', reify=True)
+        config.add_request_method(own_hook, 'zodb_conn', reify=True)
+    assert config.registry.queryUtility(IRequestFactory) is None
+
+
+def test_unwrap_a_plain_function():
+    from pyramid_zeostore.request import _unwrap
+
+    assert _unwrap(own_hook) is own_hook
