@@ -79,6 +79,7 @@ LUA = os.path.join(HERE, 'wrk.lua')
 sys.path.insert(0, HERE)
 
 import seed  # noqa: E402  (benchmarks/seed.py)
+from common import LOGGING, free_port  # noqa: E402
 
 APPS = ('ours', 'peer', 'bare')
 DB_APPS = ('ours', 'peer')
@@ -117,33 +118,8 @@ PEER_DB_CONF = """\
   </clientstorage>
 </zodb>
 """
-LOGGING = """
-[loggers]
-keys = root
-[handlers]
-keys = console
-[formatters]
-keys = generic
-[logger_root]
-level = WARN
-handlers = console
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-level = NOTSET
-formatter = generic
-[formatter_generic]
-format = %(asctime)s %(levelname)s [%(name)s] %(message)s
-"""
-
 
 # -- small helpers -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:

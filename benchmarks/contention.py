@@ -63,6 +63,10 @@ from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, HERE)
+
+from common import LOGGING, free_port  # noqa: E402
+
 CASES = ('ours', 'nolock', 'peer')
 WORKLOADS = ('counter', 'adds', 'mixed')
 TOKEN = 'bench-token'
@@ -89,31 +93,6 @@ ZEO_CONF = """\
   </logfile>
 </eventlog>
 """
-LOGGING = """
-[loggers]
-keys = root
-[handlers]
-keys = console
-[formatters]
-keys = generic
-[logger_root]
-level = WARN
-handlers = console
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-level = NOTSET
-formatter = generic
-[formatter_generic]
-format = %(asctime)s %(levelname)s [%(name)s] %(message)s
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 def wait_for(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
