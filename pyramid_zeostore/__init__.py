@@ -152,6 +152,14 @@ def includeme(config: Configurator) -> None:
     config.add_exception_view(
         errorviews.unavailable_view, context=DatabaseUnavailable
     )
+    # A SQL storage's server gone (RelStorage): its driver's exceptions.
+    config.add_view_predicate(
+        'zeostore_disconnected', errorviews.DisconnectedPredicate
+    )
+    config.add_exception_view(
+        errorviews.unavailable_view, context=Exception,
+        zeostore_disconnected=True,
+    )
     config.add_exception_view(
         errorviews.unavailable_view, context=ClientDisconnected,
         last_retry_attempt=True,

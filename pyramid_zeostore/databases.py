@@ -24,7 +24,7 @@ from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
 from .interfaces import IDatabases
 from .reads import ReadSlots
 from .resolvers import TLSFileError
-from .settings import DatabaseSpec
+from .settings import DatabaseSpec, _no_password
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ def _client_storage(storage):
 
 
 _UNKNOWN = object()
+
+#: DB-API exception class names that mean "the SQL server is not there"
+#: (RelStorage treats them as disconnections too).
+DBAPI_UNAVAILABLE = frozenset({'OperationalError', 'InterfaceError'})
 
 
 @implementer(IDatabases)
@@ -70,6 +74,7 @@ class Databases:
         self._pid: int | None = None
         self._dbs: dict = {}
         self._clients: dict = {}  # name -> its ZEO ClientStorage, or None
+        self._disconnected: tuple | None = None
         self.bootstrapped = False
         # (pid, monotonic time, DatabaseUnavailable args) of the last
         # failed open: threads that queued behind it fail at once.
@@ -135,6 +140,7 @@ class Databases:
                 raise
             self._dbs = dbs
             self._clients = {}
+            self._disconnected = None
             self._pid = pid
             _open_registries.add(self)  # kept until closed, even unreferenced
 
@@ -157,6 +163,17 @@ class Databases:
                 spec.uri,
                 f'expected parameters this storage accepts ({e})',
             ) from None
+        except Exception as e:
+            # A SQL server (RelStorage) that does not answer: the DB-API's
+            # OperationalError / InterfaceError, whatever the driver.
+            if type(e).__name__ not in DBAPI_UNAVAILABLE:
+                raise
+            exc = DatabaseUnavailable(
+                spec.name, _no_password(spec.uri), self.connect_timeout,
+                f'{type(e).__name__}: {e}'.strip(),
+            )
+            log.warning('%s', exc)
+            raise exc from None
         _forget_oids_on_reconnect(storage)
         # Several processes opening an empty database at once all try to
         # create its root object; the losers retry and find the winner's.
@@ -182,6 +199,22 @@ class Databases:
         )
         log.warning('%s', exc)
         return exc
+
+    def disconnected_exceptions(self) -> tuple:
+        """The exceptions that this process's storages raise when their
+        server went away (RelStorage drivers list theirs); ``()`` before
+        the databases are open."""
+        if self._pid != os.getpid():
+            return ()
+        found = self._disconnected
+        if found is None:
+            found = ()
+            for db in self._dbs.values():
+                adapter = getattr(db.storage, '_adapter', None)
+                driver = getattr(adapter, 'driver', None)
+                found += tuple(getattr(driver, 'disconnected_exceptions', ()))
+            self._disconnected = found
+        return found
 
     def wait_connected(self, name: str, deadline: float) -> bool:
         """Wait until ``name``'s ZEO client is connected, or ``deadline``.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
-from ZEO.Exceptions import ClientDisconnected
 
-from .interfaces import IZeostoreSettings
+from .exceptions import DatabaseUnavailable
+from .interfaces import IDatabases, IZeostoreSettings
 
 
 def _respond(request: Any, http_exc: Any, message: str) -> Any:
@@ -44,7 +44,7 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     settings = request.registry.getUtility(IZeostoreSettings)
     if request.method in ('GET', 'HEAD', 'OPTIONS', 'TRACE') or not (
         request.environ.get(UNAVAILABLE)
-        or isinstance(exc, ClientDisconnected)
+        or not isinstance(exc, DatabaseUnavailable)  # lost mid-request
     ):
         outcome = 'nothing was saved'
     else:
@@ -60,3 +60,22 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     )
     response.headers['Retry-After'] = str(settings.retry_after)
     return response
+
+
+class DisconnectedPredicate:
+    """View predicate ``zeostore_disconnected=True``: the exception is one
+    the app's storages raise when their server went away (a RelStorage
+    driver's ``disconnected_exceptions``)."""
+
+    def __init__(self, value: bool, config: Any) -> None:
+        self.value = bool(value)
+
+    def text(self) -> str:
+        return f'zeostore_disconnected = {self.value}'
+
+    phash = text
+
+    def __call__(self, context: Any, request: Any) -> bool:
+        databases = request.registry.queryUtility(IDatabases)
+        kinds = databases.disconnected_exceptions() if databases else ()
+        return bool(kinds) and isinstance(context, kinds) == self.value

@@ -187,4 +187,13 @@ def test_postgres_down_is_reported(tmp_path, servers):
         result = pzeo('status', ini, '--timeout', '2')
         assert result.returncode == 1
         assert 'zodb_uri: DOWN' in result.stdout
+        # requests get a 503 with Retry-After, not a traceback page
+        status, headers, body = server.request('/x?format=json')
+        assert status == 503, body
+        assert headers['Retry-After']
+        status, headers, body = server.request(
+            '/', 'POST', json.dumps({'name': 'y'}).encode(), JSON_HEADERS
+        )
+        assert status == 503, body
+        assert b'may or may not have been saved' in body
         server.stop()

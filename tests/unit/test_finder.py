@@ -277,3 +277,32 @@ def test_root_creation_conflicts_are_retried(monkeypatch):
     monkeypatch.setattr(ZODB, 'DB', always)
     with pytest.raises(ConflictError):
         Databases(specs()).get()
+
+
+def test_a_sql_server_that_is_not_there_is_unavailable(monkeypatch):
+    class OperationalError(Exception):
+        pass
+
+    spec = specs()[0]
+
+    def refused(**kw):
+        raise OperationalError('connection to server failed: refused')
+
+    import dataclasses
+
+    spec = dataclasses.replace(
+        spec, uri='postgres://zodb:secret@127.0.0.1:1/zodb', factory=refused
+    )
+    databases = Databases((spec,), 0.1)
+    with pytest.raises(DatabaseUnavailable) as info:
+        databases.get()
+    message = str(info.value)
+    assert 'OperationalError: connection to server failed' in message
+    assert 'secret' not in message and 'zodb:***@' in message
+
+    def bug(**kw):
+        raise KeyError('not a connection problem')
+
+    spec = dataclasses.replace(spec, factory=bug)
+    with pytest.raises(KeyError):
+        Databases((spec,), 0.1).get()

@@ -170,3 +170,47 @@ def test_pyramid_zodbconn_style_config_moves_over():
     config.commit()
     assert get_databases(config.registry).specs[0].key == 'zodbconn.uri'
     testing.tearDown()
+
+
+class DriverGone(Exception):
+    """What a SQL driver raises when its server went away."""
+
+
+def gone(request):
+    raise DriverGone('server closed the connection')
+
+
+def other_failure(request):
+    raise KeyError('a bug')
+
+
+def test_a_sql_storages_disconnection_is_a_503(monkeypatch):
+    from pyramid_zeostore import get_databases
+
+    config = make_config()
+    config.add_route('gone', '/gone')
+    config.add_view(gone, route_name='gone')
+    config.add_route('bug', '/bug')
+    config.add_view(other_failure, route_name='bug')
+    app = TestApp(config.make_wsgi_app())
+    databases = get_databases(config.registry)
+    # before the databases open, nothing is known to mean "gone"
+    assert databases.disconnected_exceptions() == ()
+    db = databases.get()
+
+    class Driver:
+        disconnected_exceptions = (DriverGone,)
+
+    class Adapter:
+        driver = Driver()
+
+    monkeypatch.setattr(db.storage, '_adapter', Adapter(), raising=False)
+    databases._disconnected = None
+    assert databases.disconnected_exceptions() == (DriverGone,)
+    res = app.post('/gone', status=503)
+    assert 'may or may not have been saved' in res.text
+    assert res.headers['Retry-After']
+    assert 'nothing was saved' in app.get('/gone', status=503).text
+    with pytest.raises(KeyError):  # anything else stays what it is
+        app.get('/bug')
+    databases.close()
