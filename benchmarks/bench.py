@@ -79,7 +79,7 @@ LUA = os.path.join(HERE, 'wrk.lua')
 sys.path.insert(0, HERE)
 
 import seed  # noqa: E402  (benchmarks/seed.py)
-from common import LOGGING, free_port  # noqa: E402
+from common import LOGGING, ZEO_CONF, free_port  # noqa: E402
 
 APPS = ('ours', 'peer', 'bare')
 DB_APPS = ('ours', 'peer')
@@ -91,23 +91,6 @@ SERVER_CPU, CLIENT_CPU = '0', '1'
 DRAIN_SECONDS = 12  # wrk's hard limit: SECONDS + this (drain + timeouts)
 WRK_TIMEOUT = '10s'
 
-ZEO_CONF = """\
-<zeo>
-  address {var}/zeo.sock
-  read-only false
-  invalidation-queue-size 100
-  pid-filename {var}/zeo.pid
-</zeo>
-<filestorage 1>
-  path {var}/Data.fs
-</filestorage>
-<eventlog>
-  level WARNING
-  <logfile>
-    path {var}/zeo.log
-  </logfile>
-</eventlog>
-"""
 PEER_DB_CONF = """\
 %import ZEO
 <zodb>

@@ -1,10 +1,27 @@
-"""What the benchmark scripts share: the ini logging section, a free
-port on the loopback."""
+"""What the benchmark scripts share: a runzeo zeo.conf, the ini logging
+section, a free port on the loopback."""
 
 from __future__ import annotations
 
 import socket
 
+ZEO_CONF = """\
+<zeo>
+  address {var}/zeo.sock
+  read-only false
+  invalidation-queue-size 100
+  pid-filename {var}/zeo.pid
+</zeo>
+<filestorage 1>
+  path {var}/Data.fs
+</filestorage>
+<eventlog>
+  level WARNING
+  <logfile>
+    path {var}/zeo.log
+  </logfile>
+</eventlog>
+"""
 LOGGING = """
 [loggers]
 keys = root

@@ -65,7 +65,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, HERE)
 
-from common import LOGGING, free_port  # noqa: E402
+from common import LOGGING, ZEO_CONF, free_port  # noqa: E402
 
 CASES = ('ours', 'nolock', 'peer')
 WORKLOADS = ('counter', 'adds', 'mixed')
@@ -76,23 +76,6 @@ HEADERS = {
     'Cookie': f'csrf_token={TOKEN}',
     'X-CSRF-Token': TOKEN,
 }
-ZEO_CONF = """\
-<zeo>
-  address {var}/zeo.sock
-  read-only false
-  invalidation-queue-size 100
-  pid-filename {var}/zeo.pid
-</zeo>
-<filestorage 1>
-  path {var}/Data.fs
-</filestorage>
-<eventlog>
-  level WARNING
-  <logfile>
-    path {var}/zeo.log
-  </logfile>
-</eventlog>
-"""
 
 def wait_for(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
