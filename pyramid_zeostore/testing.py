@@ -121,16 +121,19 @@ class ZEOProcess:
             self.stop()
             raise RuntimeError('runzeo did not start:\n' + self.log())
 
+    #: seconds to wait after ``sig``, then after SIGKILL
+    stop_wait, kill_wait = 15, 5
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(15)
+                self.proc.wait(self.stop_wait)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(5)
+                self.proc.wait(self.kill_wait)
         self.proc = None
 
     def log(self) -> str:

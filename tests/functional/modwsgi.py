@@ -45,6 +45,7 @@ import tempfile
 import time
 
 from pyramid_zeostore import zeoserver
+from pyramid_zeostore.testing import ZEOProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -274,7 +275,7 @@ def runs_as(uid: int, gid: int, path: str, mode: int = os.R_OK) -> bool:
 
 # -- ZEO for www-data -----------------------------------------------------
 
-class WebZEO:
+class WebZEO(ZEOProcess):
     """``runzeo -C deploy/zeo.conf`` as runzeo.service runs it.
 
     Group www-data, umask 0007: the socket and files are 0770/0660 (root
@@ -282,8 +283,11 @@ class WebZEO:
     where the app also creates its lock file) and ``var/data`` (0700).
     """
 
+    stop_wait, kill_wait = 30, 10
+
     def __init__(self, directory: str) -> None:
-        self.var = os.path.join(directory, 'var')
+        # Not ZEOProcess's own zeo.conf: deploy/'s, its VAR moved here.
+        self.var = self.dir = os.path.join(directory, 'var')
         self.sock = os.path.join(self.var, 'zeo.sock')
         self.conf_path = os.path.join(directory, 'zeo.conf')
         self.proc: subprocess.Popen | None = None
@@ -298,10 +302,6 @@ class WebZEO:
         os.chown(self.var, 0, self.gid)
         os.chmod(self.var, 0o2770)
         os.mkdir(os.path.join(self.var, 'data'), 0o700)
-
-    def uri(self, **params) -> str:
-        query = '&'.join(f'{k}={v}' for k, v in params.items())
-        return f'zeo://{self.sock}' + (f'?{query}' if query else '')
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
@@ -318,25 +318,6 @@ class WebZEO:
         if not zeoserver.wait_listening(self.sock, timeout):
             self.stop()
             raise RuntimeError('runzeo did not start:\n' + self.log())
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def log(self) -> str:
-        try:
-            with open(os.path.join(self.var, 'zeo.log')) as f:
-                return f.read()[-4000:]
-        except OSError:
-            return '(no log)'
 
     def world_accessible(self) -> list[str]:
         """Paths under var/ that others may write (or, for the socket and
