@@ -20,6 +20,7 @@ from ZODB.utils import oid_repr, p64
 
 from pyramid_zeostore import Folder, open_root
 from pyramid_zeostore.content import Item
+from tests.unit.test_commands_ops import children
 
 from .conftest import BIN, child_env, write_ini
 
@@ -48,21 +49,8 @@ def project(tmp_path, zeo_server) -> tuple[str, str]:
 
 
 def read_file(path, blob_dir=None) -> dict:
-    """{name: title or blob bytes} of the app root in a FileStorage."""
-    db = DB(FileStorage(str(path), read_only=True, blob_dir=blob_dir))
-    conn = db.open(transaction_manager=transaction.TransactionManager())
-    try:
-        found = {}
-        for name, obj in conn.root()['app_root'].items():
-            if isinstance(obj, Blob):
-                with obj.open() as f:
-                    found[name] = f.read()
-            else:
-                found[name] = obj.title
-        return found
-    finally:
-        conn.close()
-        db.close()
+    """{name: title or blob bytes} of the app root, the file read-only."""
+    return children(path, blob_dir, read_only=True)
 
 
 def test_pack_shrinks_the_file_and_keeps_the_data(zeo_server, tmp_path):

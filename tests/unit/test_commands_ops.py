@@ -86,9 +86,9 @@ def project(tmp_path, blobs=False):
     return write_ini(tmp_path, uri, conf), uri
 
 
-def open_file(path, blob_dir=None):
+def open_file(path, blob_dir=None, read_only=False):
     """A DB on ``path``: (db, conn, zodb root), on their own tm."""
-    db = DB(FileStorage(str(path), blob_dir=blob_dir))
+    db = DB(FileStorage(str(path), blob_dir=blob_dir, read_only=read_only))
     conn = db.open(transaction_manager=transaction.TransactionManager())
     return db, conn, conn.root()
 
@@ -331,8 +331,9 @@ def add_child(uri, name, blob: bytes | None = None):
             root.add(name, Blob(blob))
 
 
-def children(path, blob_dir=None) -> dict:
-    db, conn, root = open_file(path, blob_dir)
+def children(path, blob_dir=None, read_only=False) -> dict:
+    """{name: title or blob bytes} of the app root in a FileStorage."""
+    db, conn, root = open_file(path, blob_dir, read_only)
     try:
         found = {}
         for name, obj in root['app_root'].items():
