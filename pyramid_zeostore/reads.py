@@ -96,7 +96,9 @@ def connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
     """The slot's connection to the primary database, opened on first use
     (and again after the databases were reopened)."""
     db = databases.get('')
-    if SYNC_COOKIE in request.cookies:
+    # The header, not request.cookies: no cookie parsing on every read
+    # (a longer name ending in it would only cost a needless sync).
+    if SYNC_COOKIE + '=' in request.environ.get('HTTP_COOKIE', ''):
         # This client wrote a moment ago, maybe through another process:
         # one round trip per server, and its invalidations are all in.
         for name in databases.names:
