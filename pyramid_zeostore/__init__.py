@@ -101,11 +101,10 @@ def includeme(config: Configurator) -> None:
     factory and the 409/503 error views. Opens no database: each process
     opens its own on first use.
     """
-    from pyramid_retry import IBeforeRetry
     from ZEO.Exceptions import ClientDisconnected
     from ZODB.POSException import ConflictError
 
-    from . import contention, errorviews, finder, request
+    from . import errorviews, finder, request
     from .connection import zodb_conn
 
     settings = config.get_settings()
@@ -132,16 +131,16 @@ def includeme(config: Configurator) -> None:
     config.set_root_factory(finder.root_factory)
     config.include('pyramid_zeostore.health')
     config.include('pyramid_zeostore.metrics')
+    # No subscribers here: any makes Pyramid send four events per request.
+    # The read tween, outermost, also prepares retries (contention.py).
     config.add_tween(
         'pyramid_zeostore.contention.contention_tween_factory',
         over='pyramid_tm.tm_tween_factory',
     )
     config.add_tween(
         'pyramid_zeostore.reads.read_tween_factory',
-        over='pyramid_tm.tm_tween_factory',
-        under='pyramid_zeostore.contention.contention_tween_factory',
+        over='pyramid_zeostore.contention.contention_tween_factory',
     )
-    config.add_subscriber(contention.before_retry_subscriber, IBeforeRetry)
     config.add_exception_view(
         errorviews.conflict_view, context=ConflictError,
         last_retry_attempt=True,

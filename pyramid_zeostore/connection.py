@@ -17,6 +17,7 @@ from zope.interface import implementedBy, implementer
 from . import reads
 from .interfaces import IConnectionEvent, IDatabases
 from .reads import FAST
+from .request import ensure_request
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.request import Request
@@ -53,9 +54,9 @@ class ZODBConnectionClosed(ConnectionEvent):
     """Sent after a request's ZODB connection went back to the pool."""
 
 
-def _notify(registry: Any, event: type, conn: Any, request: Any) -> None:
-    """Send a connection event, if anything subscribed to its kind (the
-    answer is kept per registry: most apps listen to none of them)."""
+def _listening(registry: Any) -> dict:
+    """Which connection events have subscribers (kept per registry: most
+    apps listen to none of them)."""
     listening = registry.__dict__.get('_zeostore_listening')
     if listening is None:
         listening = registry.__dict__['_zeostore_listening'] = {
@@ -68,7 +69,12 @@ def _notify(registry: Any, event: type, conn: Any, request: Any) -> None:
                 ZODBConnectionClosed,
             )
         }
-    if listening[event]:
+    return listening
+
+
+def _notify(registry: Any, event: type, conn: Any, request: Any) -> None:
+    """Send a connection event, if anything subscribed to its kind."""
+    if _listening(registry)[event]:
         registry.notify(event(conn, request))
 
 
@@ -87,7 +93,9 @@ def get_databases(registry: Any) -> Any:
     return databases
 
 
-def wait_available(request: Request, name: str = '') -> None:
+def wait_available(
+    request: Request, name: str = '', databases: Any = None
+) -> None:
     """Wait, within ``zeostore.connect_timeout``, for database ``name``.
 
     One bounded wait per request, shared by its retry attempts (the
@@ -96,8 +104,11 @@ def wait_available(request: Request, name: str = '') -> None:
 
     :raises DatabaseUnavailable: the server did not answer in time.
     """
-    databases = get_databases(request.registry)
-    databases.get(name)  # opens this process's databases on first use
+    if databases is None:
+        databases = get_databases(request.registry)
+    # Opens this process's databases on first use; connected: no waiting.
+    if databases.wait_connected(name, 0.0):
+        return
     environ = request.environ
     deadline = environ.setdefault(
         DEADLINE, time.monotonic() + databases.connect_timeout
@@ -114,22 +125,28 @@ def _primary(request: Request) -> Connection:
         return conn
     registry = request.registry
     databases = get_databases(registry)
-    wait_available(request)
+    wait_available(request, '', databases)
     slot = request.environ.get(FAST)
     if slot is not None:
         # A fast read: the thread's connection, kept open (reads.py).
         conn = reads.connection(request, slot, databases)
         request.__dict__['_zeostore_conn'] = conn
-        _notify(registry, ZODBConnectionOpened, conn, request)
-        request.add_finished_callback(_done)
+        listening = _listening(registry)
+        if listening[ZODBConnectionOpened]:
+            registry.notify(ZODBConnectionOpened(conn, request))
+        if listening[ZODBConnectionWillClose] or listening[
+            ZODBConnectionClosed
+        ]:
+            request.add_finished_callback(_done)
         return conn
     db = databases.get('')
+    ensure_request(registry, request)  # a Request.blank() subrequest
     if request.environ.get(EXCLUSIVE):
         # An escalated attempt reads the latest state of every database:
         # a pooled connection reopens its secondary connections with it.
         for name in databases.names:
             if name:
-                wait_available(request, name)
+                wait_available(request, name, databases)
             databases.sync(name)
     conn = db.open(transaction_manager=request.tm)
     request.__dict__['_zeostore_conn'] = conn

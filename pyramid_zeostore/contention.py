@@ -327,23 +327,26 @@ def runs_exclusive(retry: int, attempts: int) -> bool:
     return retry >= EXCLUSIVE_FROM_RETRY or retry + 1 >= attempts
 
 
-def before_retry_subscriber(event: Any) -> None:
-    """``pyramid_retry.IBeforeRetry``: mark the environ, then back off.
+def before_retry(request: Any, exc: BaseException) -> None:
+    """An attempt ended in ``exc``, which pyramid_retry will retry: mark
+    the environ, then back off.
 
-    After a ``ClientDisconnected`` / ``DatabaseUnavailable`` it only marks
-    the environ (the next attempt does not wait for ZEO again). After a
+    Called by the read tween (the outermost of this package's tweens),
+    not through an ``IBeforeRetry`` subscriber: any subscriber makes
+    Pyramid send four events on every request. After a
+    ``ClientDisconnected`` / ``DatabaseUnavailable`` it only marks the
+    environ (the next attempt does not wait for ZEO again). After a
     ``ConflictError`` it sleeps the backoff and, per
-    :func:`runs_exclusive`, asks for an exclusive, synced next attempt;
-    a second conflict is counted towards the key's hotness.
+    :func:`runs_exclusive`, asks for an exclusive, synced next attempt; a
+    second conflict is counted towards the key's hotness.
     """
-    environ = event.environ
-    exc = event.exception
+    environ = request.environ
     if isinstance(exc, (ClientDisconnected, DatabaseUnavailable)):
         environ[UNAVAILABLE] = True
         return
     if not isinstance(exc, ConflictError):
         return
-    settings = event.request.registry.getUtility(IZeostoreSettings)
+    settings = request.registry.getUtility(IZeostoreSettings)
     retry = environ.get('retry.attempt', 0) + 1
     attempts = environ.get('retry.attempts', settings.retry_attempts)
     if settings.conflict_lock and runs_exclusive(retry, attempts):

@@ -34,7 +34,7 @@ import threading
 from typing import Any, Callable
 
 import transaction
-from pyramid_retry import IRetryableError, is_last_attempt
+from pyramid_retry import IRetryableError, is_error_retryable, is_last_attempt
 from pyramid_tm import explicit_manager
 from zope.interface import implementer
 
@@ -138,6 +138,7 @@ def read_tween_factory(
     """Serve safe methods on the thread's read slot (see the module)."""
     from pyramid.interfaces import IRequestFactory
 
+    from .contention import before_retry
     from .interfaces import IDatabases, IZeostoreSettings
     from .request import ensure_request
 
@@ -153,6 +154,18 @@ def read_tween_factory(
     cls = registry.queryUtility(IRequestFactory)
 
     def read_tween(request: Any) -> Any:
+        try:
+            response = serve(request)
+        except Exception as exc:
+            if is_error_retryable(request, exc):
+                before_retry(request, exc)
+            raise
+        exc = request.exception  # an exception view answered
+        if exc is not None and is_error_retryable(request, exc):
+            before_retry(request, exc)
+        return response
+
+    def serve(request: Any) -> Any:
         if type(request) is not cls:  # a subrequest from Request.blank()
             ensure_request(registry, request)
         environ = request.environ

@@ -14,11 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyramid.decorator import reify
-from pyramid.interfaces import (
-    INewRequest,
-    IRequestExtensions,
-    IRequestFactory,
-)
+from pyramid.interfaces import IRequestExtensions, IRequestFactory
 from pyramid.request import Request
 from pyramid.util import InstancePropertyHelper
 
@@ -94,11 +90,10 @@ def install(registry: Any) -> None:
         if not isinstance(request, cls):
             InstancePropertyHelper.apply_properties(request, properties)
 
+    # Called by the read tween, and where a request's connection opens
+    # (subrequests without tweens). Not a NewRequest subscriber: any
+    # subscriber makes Pyramid send four events on every request.
     registry.zeostore_ensure_request = ensure
-    # Subrequests without tweens; the read tween covers those with.
-    registry.registerHandler(
-        lambda event: ensure(event.request), (INewRequest,)
-    )
 
 
 def ensure_request(registry: Any, request: Any) -> None:

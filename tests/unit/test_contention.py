@@ -33,7 +33,7 @@ from pyramid_zeostore.contention import (
     HostLock,
     HotSpots,
     backoff,
-    before_retry_subscriber,
+    before_retry,
     contention_tween_factory,
     runs_exclusive,
 )
@@ -577,7 +577,7 @@ def test_only_the_most_recent_keys_are_kept(lock):
     assert 0 not in spots._keys
 
 
-# -- the BeforeRetry subscriber ---------------------------------------------
+# -- before a retry -----------------------------------------------------------
 
 
 @pytest.fixture
@@ -606,7 +606,7 @@ def retry_event(exc, attempt=0, attempts=3, **settings):
 )
 def test_an_outage_marks_the_environ_and_does_not_sleep(exc, sleeps):
     event = retry_event(exc)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert event.environ[UNAVAILABLE] is True
     assert EXCLUSIVE not in event.environ
     assert sleeps == []
@@ -614,34 +614,34 @@ def test_an_outage_marks_the_environ_and_does_not_sleep(exc, sleeps):
 
 def test_other_retryable_errors_are_left_alone(sleeps):
     event = retry_event(RuntimeError('retryable for some reason'))
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert event.environ == {'retry.attempt': 0, 'retry.attempts': 3}
     assert sleeps == []
 
 
 def test_first_conflict_backs_off_and_retries_shared(sleeps):
     event = retry_event(ConflictError(), attempt=0, attempts=3)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert EXCLUSIVE not in event.environ
     assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.005
 
 
 def test_second_conflict_backs_off_longer_and_retries_alone(sleeps):
     event = retry_event(ReadConflictError(), attempt=1, attempts=5)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert event.environ[EXCLUSIVE] is True
     assert 0 <= sleeps[0] <= 0.01
 
 
 def test_the_last_attempt_runs_alone(sleeps):
     event = retry_event(ConflictError(), attempt=0, attempts=2)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert event.environ[EXCLUSIVE] is True
 
 
 def test_without_environ_counts_the_settings_attempts(sleeps):
     event = retry_event(ConflictError(), attempt=None, retry_attempts=2)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert event.environ[EXCLUSIVE] is True
 
 
@@ -655,7 +655,7 @@ def test_a_second_conflict_is_reported_as_escalation(
     calls = []
     event = retry_event(ConflictError(), attempt=attempt, attempts=attempts)
     event.environ[ESCALATED] = lambda: calls.append(1)
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert len(calls) == called
 
 
@@ -668,7 +668,7 @@ def test_conflict_lock_off_only_backs_off(sleeps):
         retry_backoff=0.1,
         retry_backoff_max=0.15,
     )
-    before_retry_subscriber(event)
+    before_retry(event.request, event.exception)
     assert EXCLUSIVE not in event.environ
     assert 0 <= sleeps[0] <= 0.15
 
@@ -811,7 +811,7 @@ def app_factory(tmp_path, monkeypatch):
     lock_file = str(tmp_path / 'zeo.sock.lock')
     made = []
 
-    def make(view, **settings):
+    def make(view, configure=None, **settings):
         settings = {
             'zodb_uri': 'memory://',
             'zeostore.lock_file': lock_file,
@@ -823,6 +823,8 @@ def app_factory(tmp_path, monkeypatch):
                             renderer='json')
             config.add_view(view, name='read', request_method='GET',
                             renderer='json')
+            if configure is not None:
+                configure(config)
         app = config.make_wsgi_app()
         made.append(app)
         return TestApp(app), lock_file
@@ -892,6 +894,38 @@ def test_spent_attempts_give_409_not_500(app_factory, tmp_path):
     assert 'nothing was saved' in resp.text
     assert [s for _, s in seen[3:]] == ['none'] * 3
     assert free(lock_file)
+
+
+def test_a_conflict_answered_by_an_exception_view_still_escalates(
+    app_factory, tmp_path, monkeypatch
+):
+    # An app's own exception view squashes the error into a response;
+    # pyramid_retry retries all the same, and so must the escalation.
+    seen = []
+    sleeps = []
+    lock_file = str(tmp_path / 'zeo.sock.lock')
+
+    def answered(exc, request):
+        request.response.status = 418
+        return {'conflict': True}
+
+    app, _ = app_factory(
+        conflicting_view(2, seen, lock_file),
+        configure=lambda config: config.add_exception_view(
+            answered, context=ConflictError, renderer='json'
+        ),
+    )
+    monkeypatch.setattr(contention.time, 'sleep', sleeps.append)
+    assert app.post('/write').json == {'ok': True}
+    assert seen == [(0, 'shared'), (1, 'shared'), (2, 'exclusive')]
+    assert len(sleeps) == 2  # backed off before each retry
+
+
+def test_the_package_adds_no_event_subscriber(app_factory):
+    # Any subscriber makes Pyramid's router build and send four events on
+    # every request; the package's own work runs in its tweens.
+    app, _ = app_factory(lambda request: {})
+    assert app.app.registry.has_listeners is False
 
 
 def test_lock_files_are_shared_with_the_group_not_the_world(lock):
