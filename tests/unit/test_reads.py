@@ -274,6 +274,7 @@ def test_a_write_marks_the_client_and_its_next_reads_sync(
     cookie = res.headers['Set-Cookie']
     assert cookie.startswith('zeostore_sync=1;')
     assert 'Max-Age=10' in cookie and 'HttpOnly' in cookie
+    assert 'Path=/;' in cookie and 'SameSite=Lax' in cookie
     app.get('/@@seen')
     assert synced == ['']  # the cookie came back: synced first
     app.reset()
