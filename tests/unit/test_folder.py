@@ -9,6 +9,7 @@ import transaction
 import ZODB
 import ZODB.FileStorage
 from BTrees.Length import Length
+from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from persistent.list import PersistentList
 from pyramid import testing
@@ -26,7 +27,12 @@ from pyramid_zeostore.events import (
     ObjectWillBeRemoved,
 )
 from pyramid_zeostore.exceptions import FolderKeyError
-from pyramid_zeostore.folder import MAX_NAME_LENGTH, Folder, InvalidName
+from pyramid_zeostore.folder import (
+    MAX_NAME_LENGTH,
+    Folder,
+    FolderTree,
+    InvalidName,
+)
 from pyramid_zeostore.interfaces import (
     IFolder,
     IObjectAdded,
@@ -932,3 +938,41 @@ def test_keyset_page_loads_few_records(big_folder, record_property):
     record_property('records_loaded_by_keyset_page', loads)
     print(f'\npage(after=...) of {N_BIG}: {loads} records loaded, '
           f'0 children')
+
+
+# -- the children's BTree ---------------------------------------------------
+
+
+def _widest_interior_node(tree):
+    """The most children any interior node of ``tree`` has."""
+    state = tree.__getstate__()
+    if state is None or len(state[0]) == 1:  # empty, or one bucket
+        return 0
+    children = state[0][0::2]
+    widest = len(children)
+    for child in children:
+        if isinstance(child, OOBTree):
+            widest = max(widest, _widest_interior_node(child))
+    return widest
+
+
+def test_children_live_in_a_tree_of_narrow_interior_nodes():
+    folder = Folder()
+    assert type(folder._data) is FolderTree
+    for i in range(5000):
+        folder.add(f'item-{i:05d}', Item(), send_events=False)
+    # An OOBTree puts 5,000 children's ~250 buckets under one root node.
+    assert 2 < _widest_interior_node(folder._data) <= 32
+    assert len(folder) == 5000
+    assert folder['item-02500'] is folder._data['item-02500']
+
+
+def test_a_folder_made_with_a_plain_oobtree_still_works():
+    folder = Folder()
+    folder._data = OOBTree()  # as folders made before FolderTree
+    folder.add('a', Item(), send_events=False)
+    folder.add('b', Item(), send_events=False)
+    assert list(folder) == ['a', 'b'] and len(folder) == 2
+    assert [name for name, _ in folder.page(after='a', size=5)] == ['b']
+    folder.remove('a', send_events=False)
+    assert 'a' not in folder and len(folder) == 1
