@@ -81,6 +81,9 @@ def install(registry: Any) -> None:
     })
     for name in moved:
         del descriptors[name]
+    if not (extensions.methods or extensions.descriptors):
+        # Nothing left to apply: the router then skips that per request.
+        registry.unregisterUtility(extensions, IRequestExtensions)
     registry.registerUtility(cls, IRequestFactory)
     properties = {name: vars(cls)[name] for name in moved}
 

@@ -206,9 +206,8 @@ def test_request_attributes_live_on_the_class(tmp_path):
     factory = registry.getUtility(IRequestFactory)
     assert issubclass(factory, ZeostoreRequest)
     assert 'tm' in vars(factory) and 'zodb_conn' in vars(factory)
-    extensions = registry.getUtility(IRequestExtensions)
-    assert 'tm' not in extensions.descriptors
-    assert 'zodb_conn' not in extensions.descriptors
+    # Nothing left for the router to apply to each request: none at all.
+    assert registry.queryUtility(IRequestExtensions) is None
     request = factory.blank('/')
     request.registry = registry
     assert request.tm is request.tm  # reified under its own name
@@ -249,6 +248,23 @@ def test_an_apps_own_tm_method_is_left_alone(tmp_path):
     extensions = config.registry.getUtility(IRequestExtensions)
     assert 'tm' in extensions.descriptors  # the app's, kept
     assert 'zodb_conn' not in extensions.descriptors
+
+
+def test_an_apps_own_request_method_keeps_the_extensions(tmp_path):
+    settings = {
+        'zodb_uri': f'file://{tmp_path}/Data.fs',
+        'zeostore.check_on_startup': 'false',
+    }
+    with Configurator(settings=settings) as config:
+        config.include('pyramid_zeostore')
+        config.add_request_method(lambda request: 'hello', 'hello')
+        config.add_view(lambda request: {'said': request.hello()},
+                        name='hello', renderer='json')
+    extensions = config.registry.getUtility(IRequestExtensions)
+    assert 'hello' in extensions.methods
+    assert 'tm' not in extensions.descriptors
+    app = TestApp(config.make_wsgi_app())
+    assert app.get('/@@hello').json == {'said': 'hello'}
 
 
 def test_items_written_are_read_back(tmp_path):
