@@ -11,6 +11,7 @@ itself keep working as before.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from pyramid.decorator import reify
@@ -40,7 +41,32 @@ def _unwrap(descriptor: Any) -> Any:
     return wrapped
 
 
-class ZeostoreRequest(Request):
+class BodylessRequestMixin:
+    """``make_body_seekable`` without reading the input of a request that
+    has no body.
+
+    pyramid_retry calls it before every request. A request with neither
+    ``Content-Length`` nor ``Transfer-Encoding`` has no body (RFC 9112,
+    6.3), but webob, when the server says its input is terminated (as
+    gunicorn does), reads it to find out: this sets the empty body as
+    webob would have, without the read.
+    """
+
+    def make_body_seekable(self) -> None:
+        environ = self.environ  # type: ignore[attr-defined]
+        if (
+            environ.get('CONTENT_LENGTH') in (None, '', '0')
+            and 'HTTP_TRANSFER_ENCODING' not in environ
+            and not environ.get('webob.is_body_seekable')
+        ):
+            environ['wsgi.input'] = io.BytesIO()
+            environ['CONTENT_LENGTH'] = '0'
+            environ['webob.is_body_seekable'] = True
+            return
+        super().make_body_seekable()  # type: ignore[misc]
+
+
+class ZeostoreRequest(BodylessRequestMixin, Request):
     """The default request class when pyramid_zeostore is included."""
 
 
@@ -75,7 +101,10 @@ def install(registry: Any) -> None:
     if not moved:
         return
     base = ZeostoreRequest if factory is Request else factory
-    cls = type(base.__name__, (base,), {
+    bases = (base,)
+    if not issubclass(base, BodylessRequestMixin):
+        bases = (BodylessRequestMixin, base)
+    cls = type(base.__name__, bases, {
         '__module__': base.__module__,
         **{name: _reify(name, fn) for name, fn in moved.items()},
     })

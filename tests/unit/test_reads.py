@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 
@@ -12,6 +13,7 @@ from pyramid.interfaces import IRequestExtensions, IRequestFactory
 from pyramid.request import Request
 from transaction.interfaces import NoTransaction
 from webtest import TestApp
+from ZODB.POSException import ConflictError
 
 from pyramid_zeostore import get_connection, get_databases
 from pyramid_zeostore.content import Item
@@ -347,3 +349,70 @@ def test_unwrap_a_plain_function():
     from pyramid_zeostore.request import _unwrap
 
     assert _unwrap(own_hook) is own_hook
+
+
+# -- bodies: what pyramid_retry's make_body_seekable costs ------------------
+
+
+class Unreadable(io.RawIOBase):
+    """A server's input that must not be read."""
+
+    def readinto(self, buffer):
+        raise AssertionError('the input was read')
+
+
+def _environ(**extra):
+    environ = Request.blank('/').environ
+    environ.pop('CONTENT_LENGTH', None)
+    environ.update({'wsgi.input_terminated': True, **extra})
+    return environ
+
+
+def test_a_request_without_a_body_is_made_seekable_without_reading():
+    request = ZeostoreRequest(_environ(**{'wsgi.input': Unreadable()}))
+    request.make_body_seekable()
+    assert request.body == b'' and request.content_length == 0
+    assert request.is_body_seekable
+    request.make_body_seekable()  # the next attempt: rewound
+    assert request.body == b''
+
+
+@pytest.mark.parametrize('headers', [
+    {'CONTENT_LENGTH': '5'},
+    {'HTTP_TRANSFER_ENCODING': 'chunked'},
+])
+def test_a_request_with_a_body_is_copied_as_webob_does(headers):
+    environ = _environ(**{'wsgi.input': io.BytesIO(b'hello'), **headers})
+    request = ZeostoreRequest(environ)
+    request.make_body_seekable()
+    assert request.body == b'hello'
+    request.make_body_seekable()
+    assert request.body_file.read() == b'hello'
+
+
+def test_an_apps_request_class_skips_the_read_too(tmp_path):
+    app, registry = make_app(tmp_path, factory=AppRequest)
+    factory = registry.getUtility(IRequestFactory)
+    request = factory(_environ(**{'wsgi.input': Unreadable()}))
+    request.make_body_seekable()
+    assert request.body == b'' and request.greet() == 'hi'
+
+
+def test_a_retried_write_reads_its_body_again(tmp_path):
+    app, registry = make_app(tmp_path)
+    config = Configurator(registry=registry)
+    seen = []
+
+    def echo(request):
+        seen.append(request.json_body)
+        if len(seen) == 1:
+            raise ConflictError()
+        return {'ok': True}
+
+    config.add_view(echo, name='echo', request_method='POST',
+                    renderer='json')
+    config.commit()
+    app = TestApp(config.make_wsgi_app())
+    app.set_cookie('csrf_token', 't')
+    assert app.post_json('/@@echo', {'n': 1}, **POST).json == {'ok': True}
+    assert seen == [{'n': 1}, {'n': 1}]
