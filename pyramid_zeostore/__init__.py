@@ -129,7 +129,6 @@ def includeme(config: Configurator) -> None:
     config.add_directive('set_zodb_appmaker', set_zodb_appmaker)
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(finder.root_factory)
-    config.include('pyramid_zeostore.health')
     config.include('pyramid_zeostore.metrics')
     # No subscribers here: any makes Pyramid send four events per request.
     # The read tween, outermost, also prepares retries (contention.py).

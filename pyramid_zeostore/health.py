@@ -5,9 +5,11 @@ It reads, never writes: for each configured database it waits (within
 and reports its latency and the last committed transaction. 200 when all
 answer, 503 with ``Retry-After`` naming the ones that do not.
 
-It is a route (``zeostore.health_path``, default ``/@@health``; ``off``
-disables it) with a root factory of its own, so it works beside any
-traversal root or URL dispatch and never opens a request connection.
+The package's outermost tween (the read tween) answers ``GET``/``HEAD`` of
+``zeostore.health_path`` (default ``/@@health``; ``off`` disables it)
+before traversal, URL dispatch and views, so it works beside any root and
+never opens a request connection. It is not a route: a route would make
+Pyramid match every request of a traversal app against it (~2 us each).
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from ZODB.utils import z64
 from .databases import Databases, _client_storage
 from .exceptions import DatabaseUnavailable
 from .interfaces import IDatabases, IZeostoreSettings
-
-ROUTE = 'zeostore.health'
 
 
 @dataclass(frozen=True)
@@ -135,18 +135,8 @@ def _address(address: Any) -> Any:
     return str(address)
 
 
-def _no_root(request: Any) -> None:
-    """The route's root: nothing, so no database is touched for it."""
-    return None
-
-
-def includeme(config: Any) -> None:
-    """Add the health route and view, unless ``zeostore.health_path``
-    is off."""
-    settings = config.registry.getUtility(IZeostoreSettings)
-    if not settings.health_path:
-        return
-    config.add_route(ROUTE, settings.health_path, factory=_no_root)
-    config.add_view(
-        health_view, route_name=ROUTE, request_method=('GET', 'HEAD')
-    )
+def raw_path(registry: Any) -> str | None:
+    """``zeostore.health_path`` as ``PATH_INFO`` carries it (UTF-8 bytes
+    as latin-1), for the read tween to compare; None if the check is off."""
+    path = registry.getUtility(IZeostoreSettings).health_path
+    return path.encode('utf-8').decode('latin-1') if path else None

@@ -41,6 +41,8 @@ from zope.interface import implementer
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
+#: the health check (``zeostore.health_path``) answers these
+HEALTH_METHODS = frozenset({'GET', 'HEAD'})
 
 #: environ: this attempt runs on the thread's read transaction manager
 FAST = 'zeostore.fast_read'
@@ -146,6 +148,7 @@ def read_tween_factory(
     from pyramid.interfaces import IRequestFactory
 
     from .contention import before_retry
+    from .health import health_view, raw_path
     from .interfaces import IDatabases, IZeostoreSettings
     from .request import ensure_request
 
@@ -159,8 +162,15 @@ def read_tween_factory(
     fast = fast and databases is not None
     mark_writes = fast and settings.read_your_writes
     cls = registry.queryUtility(IRequestFactory)
+    health_path = raw_path(registry)
 
     def read_tween(request: Any) -> Any:
+        environ = request.environ
+        if (
+            environ.get('PATH_INFO') == health_path
+            and environ['REQUEST_METHOD'] in HEALTH_METHODS
+        ):
+            return health_view(request)
         try:
             response = serve(request)
         except Exception as exc:

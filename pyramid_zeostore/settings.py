@@ -71,7 +71,7 @@ class ZeostoreSettings:
     socket_mode: int = 0o600
     socket_group: int | None = None  # a gid
     check_on_startup: bool = True
-    health_path: str | None = '/@@health'  # None: no health route
+    health_path: str | None = '/@@health'  # None: no health check
     metrics: bool = False
     fast_reads: bool = True
     read_your_writes: bool = True
@@ -382,7 +382,7 @@ def _slow(settings: Mapping) -> float | None:
 
 
 def _path(settings: Mapping, key: str, default: str | None) -> str | None:
-    """A route path setting; 'off' (or empty) for none."""
+    """A path setting (health check, Prometheus); 'off' (or empty) for none."""
     raw = settings.get(key)
     if raw is None:
         return default

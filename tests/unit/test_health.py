@@ -108,6 +108,23 @@ def test_path_setting():
                             'zeostore.health_path': bad})
 
 
+def test_the_check_is_no_route_and_answers_only_reads():
+    # A route would make a traversal app match every request against it.
+    from pyramid.interfaces import IRoutesMapper
+
+    app, registry = make_app()
+    mapper = registry.queryUtility(IRoutesMapper)
+    assert mapper is None or not mapper.get_routes()
+    # other methods go the normal way: the ready app has no such view
+    app.post('/@@health', status=404)
+    app.get('/@@health/x', status=404)
+
+
+def test_the_path_is_compared_as_the_server_gives_it():
+    app, _ = make_app(**{'zeostore.health_path': '/santé'})
+    assert app.get('/sant%C3%A9').json['status'] == 'ok'
+
+
 def test_addresses_in_json():
     assert _address('/var/zeo.sock') == '/var/zeo.sock'
     assert _address(('127.0.0.1', 8100)) == '127.0.0.1:8100'
