@@ -54,12 +54,17 @@ def sub(context, request):
     return {'inner': response.json, 'outer': seen(context, request)}
 
 
-def make_app(tmp_path, factory=None, **settings):
-    settings = {
+def file_settings(tmp_path, **settings):
+    """An app's settings over a FileStorage in ``tmp_path``."""
+    return {
         'zodb_uri': f'file://{tmp_path}/Data.fs',
         'zeostore.check_on_startup': 'false',
         **settings,
     }
+
+
+def make_app(tmp_path, factory=None, **settings):
+    settings = file_settings(tmp_path, **settings)
     config = Configurator(settings=settings)
     if factory is not None:
         config.set_request_factory(factory)
@@ -240,11 +245,7 @@ def test_an_apps_own_tm_method_is_left_alone(tmp_path):
     def my_tm(request):
         return transaction.TransactionManager(explicit=True)
 
-    settings = {
-        'zodb_uri': f'file://{tmp_path}/Data.fs',
-        'zeostore.check_on_startup': 'false',
-    }
-    with Configurator(settings=settings) as config:
+    with Configurator(settings=file_settings(tmp_path)) as config:
         config.include('pyramid_zeostore')
         config.add_request_method(my_tm, 'tm', reify=True)
     extensions = config.registry.getUtility(IRequestExtensions)
@@ -253,11 +254,7 @@ def test_an_apps_own_tm_method_is_left_alone(tmp_path):
 
 
 def test_an_apps_own_request_method_keeps_the_extensions(tmp_path):
-    settings = {
-        'zodb_uri': f'file://{tmp_path}/Data.fs',
-        'zeostore.check_on_startup': 'false',
-    }
-    with Configurator(settings=settings) as config:
+    with Configurator(settings=file_settings(tmp_path)) as config:
         config.include('pyramid_zeostore')
         config.add_request_method(lambda request: 'hello', 'hello')
         config.add_view(lambda request: {'said': request.hello()},
@@ -313,11 +310,7 @@ def test_read_your_writes_can_be_turned_off(tmp_path):
 
 
 def test_a_route_view_that_writes_is_named_by_its_route(tmp_path, caplog):
-    settings = {
-        'zodb_uri': f'file://{tmp_path}/Data.fs',
-        'zeostore.check_on_startup': 'false',
-    }
-    with Configurator(settings=settings) as config:
+    with Configurator(settings=file_settings(tmp_path)) as config:
         config.include('pyramid_zeostore')
         config.add_route('bump', '/bump')
         config.add_view(bump, route_name='bump', renderer='json')
@@ -334,11 +327,7 @@ def bump(request):
 
 
 def test_an_app_that_brings_both_attributes_keeps_its_factory(tmp_path):
-    settings = {
-        'zodb_uri': f'file://{tmp_path}/Data.fs',
-        'zeostore.check_on_startup': 'false',
-    }
-    with Configurator(settings=settings) as config:
+    with Configurator(settings=file_settings(tmp_path)) as config:
         config.include('pyramid_zeostore')
         config.add_request_method(own_hook, 'tm', reify=True)
         config.add_request_method(own_hook, 'zodb_conn', reify=True)
