@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import threading
@@ -82,6 +83,8 @@ from ZODB.POSException import ConflictError
 from .connection import EXCLUSIVE, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
 from .interfaces import IZeostoreSettings
+
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'TRACE'})
 
@@ -160,6 +163,7 @@ class HostLock:
         self.path = path
         self.gate_path = path + '.gate'
         self._local = threading.local()
+        self._unusable_logged = False
 
     def _descriptors(self) -> _Descriptors:
         fds = getattr(self._local, 'fds', None)
@@ -186,9 +190,27 @@ class HostLock:
         os.close(_open(path))
         os.utime(path, (when, when))
 
+    def _unusable(self, exc: OSError) -> None:
+        if not self._unusable_logged:
+            self._unusable_logged = True
+            log.error(
+                'cannot open the host lock file %s (%s): writes run without '
+                'it (conflicts are still retried, but a request that keeps '
+                'conflicting no longer runs alone and hot spots are not '
+                'queued). Set zeostore.lock_file to a file that every web '
+                'process, pshell and script of this host can create and '
+                'write, e.g. /run/myapp/zeostore.lock', self.path, exc,
+            )
+
     @contextlib.contextmanager
     def _hold(self, mode: int, queue: str | None = None) -> Iterator[None]:
-        fds = self._descriptors()
+        try:
+            fds = self._descriptors()
+        except OSError as exc:
+            # No lock, rather than no writes: ZODB still detects conflicts.
+            self._unusable(exc)
+            yield
+            return
         if fds.depth:
             fds.depth += 1
             try:

@@ -423,9 +423,8 @@ def test_a_failed_open_leaks_no_descriptor(tmp_path):
     path = tmp_path / 'lock'
     path.mkdir()  # the main lock file cannot be opened read-write
     before = set(os.listdir('/proc/self/fd'))
-    with pytest.raises(IsADirectoryError):
-        with HostLock(str(path)).shared():
-            pass  # pragma: no cover
+    with HostLock(str(path)).shared():  # unlocked, logged (below)
+        pass
     assert set(os.listdir('/proc/self/fd')) <= before
 
 
@@ -926,6 +925,39 @@ def test_the_package_adds_no_event_subscriber(app_factory):
     # every request; the package's own work runs in its tweens.
     app, _ = app_factory(lambda request: {})
     assert app.app.registry.has_listeners is False
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writes_unlocked(
+    tmp_path, caplog
+):
+    # (Tests run as root, so a file in the way stands in for a folder
+    # the web user may not write.)
+    (tmp_path / 'var').write_text('a file, not a folder')
+    lock = HostLock(str(tmp_path / 'var' / 'zeo.sock.lock'))
+    with caplog.at_level('ERROR', logger='pyramid_zeostore.contention'):
+        with lock.shared():
+            assert not lock.held
+        with lock.exclusive():
+            pass
+    (record,) = caplog.records  # once per process, not per write
+    assert 'zeostore.lock_file' in record.getMessage()
+    assert str(tmp_path / 'var' / 'zeo.sock.lock') in record.getMessage()
+
+
+def test_writes_go_on_when_the_lock_file_cannot_be_opened(
+    app_factory, tmp_path, caplog
+):
+    (tmp_path / 'var').write_text('a file, not a folder')
+    seen = []
+    app, _ = app_factory(
+        conflicting_view(1, seen, str(tmp_path / 'unused')),
+        **{'zeostore.lock_file': str(tmp_path / 'var' / 'lock')},
+    )
+    with caplog.at_level('ERROR', logger='pyramid_zeostore.contention'):
+        assert app.post('/write').json == {'ok': True}  # retried, no lock
+        assert app.post('/write').json == {'ok': True}
+    assert [attempt for attempt, _ in seen] == [0, 1, 0, 1]
+    assert len(caplog.records) == 1
 
 
 def test_lock_files_are_shared_with_the_group_not_the_world(lock):
