@@ -144,7 +144,11 @@ def _view_label(request: Any) -> str:
 def read_tween_factory(
     handler: Callable[[Any], Any], registry: Any
 ) -> Callable[[Any], Any]:
-    """Serve safe methods on the thread's read slot (see the module)."""
+    """The package's outermost tween: safe methods on the thread's read
+    slot (see the module), the read-your-writes cookie on writes, the
+    health check (``zeostore.health_path``), and, when an attempt ends in
+    an error pyramid_retry will retry, the backoff and escalation of
+    :func:`pyramid_zeostore.contention.before_retry`."""
     from pyramid.interfaces import IRequestFactory
 
     from .contention import before_retry
