@@ -110,12 +110,18 @@ class ZEOProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def popen_options(self) -> dict:
+        """More ``subprocess.Popen`` arguments for runzeo (a subclass may
+        set its folder, group, umask, ...)."""
+        return {}
+
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
             zeoserver.runzeo_command(self.conf_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            **self.popen_options(),
         )
         if not zeoserver.wait_listening(self.sock, timeout):
             self.stop()
@@ -127,13 +133,9 @@ class ZEOProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(self.stop_wait)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(self.kill_wait)
+        zeoserver.stop_process(
+            self.proc, self.stop_wait, sig, self.kill_wait
+        )
         self.proc = None
 
     def log(self) -> str:

@@ -192,6 +192,23 @@ def _start_lock(path: str) -> Iterator[None]:
         os.close(fd)
 
 
+def stop_process(
+    proc: subprocess.Popen,
+    timeout: float = 15.0,
+    sig: int = signal.SIGTERM,
+    kill_wait: float = 5.0,
+) -> None:
+    """Stop a child this process started: ``sig``, then SIGKILL if it is
+    still there after ``timeout`` seconds; reaped either way."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(kill_wait)
+
+
 def runzeo_command(zeo_conf: str) -> list[str]:
     """The command that serves ``zeo_conf``: ZEO's runzeo, this Python."""
     return [sys.executable, '-m', 'ZEO.runzeo', '-C', zeo_conf]
@@ -261,13 +278,7 @@ def ensure_server(
                     problem = f'serves a socket it cannot share: {e}'
                     break
             time.sleep(POLL)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, 5)
         _started.pop(proc.pid, None)
         raise RuntimeError(
             f'runzeo -C {conf.path} {problem} '

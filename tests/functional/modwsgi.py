@@ -31,7 +31,6 @@ failure when ``CI=true``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import grp
 import hashlib
 import os
@@ -153,17 +152,6 @@ def venv_key() -> str:
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(path: str):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def ensure_venv(log=print) -> str:
     """The venv for mod_wsgi, built on first use; its path.
 
@@ -176,7 +164,8 @@ def ensure_venv(log=print) -> str:
     os.chmod(STATE_DIR, 0o755)
     venv = os.path.join(STATE_DIR, f'venv-{venv_key()}')
     marker = os.path.join(venv, '.complete')
-    with _locked(os.path.join(STATE_DIR, '.lock')):
+    # One builder at a time: the flock that serialises ZEO autostart.
+    with zeoserver._start_lock(os.path.join(STATE_DIR, '.lock')):
         if os.path.exists(marker):
             os.utime(marker)  # in use: not stale
             return venv
@@ -303,21 +292,15 @@ class WebZEO(ZEOProcess):
         os.chmod(self.var, 0o2770)
         os.mkdir(os.path.join(self.var, 'data'), 0o700)
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.proc = subprocess.Popen(
-            zeoserver.runzeo_command(self.conf_path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.var,
-            group=self.gid,
-            extra_groups=[],
-            umask=0o007,
-            start_new_session=True,
-        )
-        if not zeoserver.wait_listening(self.sock, timeout):
-            self.stop()
-            raise RuntimeError('runzeo did not start:\n' + self.log())
+    def popen_options(self) -> dict:
+        # As runzeo.service runs it: group www-data, umask 007.
+        return {
+            'cwd': self.var,
+            'group': self.gid,
+            'extra_groups': [],
+            'umask': 0o007,
+            'start_new_session': True,
+        }
 
     def world_accessible(self) -> list[str]:
         """Paths under var/ that others may write (or, for the socket and

@@ -612,12 +612,7 @@ def test_zeo_tls_conf_serves_the_commented_client_uri(tmp_path):
     finally:
         if databases is not None:
             databases.close()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        zeoserver.stop_process(proc)
 
 
 def test_gunicorn_conf_py():

@@ -73,12 +73,7 @@ def tls_zeo(certs, tmp_path_factory):
         assert zeoserver.wait_listening(('127.0.0.1', port), 30)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        zeoserver.stop_process(proc)
 
 
 def app_ini(tmp_path, port, query, **settings):

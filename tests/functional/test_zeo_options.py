@@ -44,15 +44,6 @@ def start_runzeo(directory, address_line, extra=''):
     )
 
 
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def roundtrip(uri, **settings):
     parsed = parse_settings({'zodb_uri': uri, **settings})
     databases = Databases(parsed.databases, parsed.connect_timeout)
@@ -91,7 +82,7 @@ def test_tls_with_client_certificate(certs, tmp_path):
         assert time.monotonic() - started < 10
         assert f"('127.0.0.1', {port})" in str(info.value)
     finally:
-        stop(proc)
+        zeoserver.stop_process(proc)
 
 
 def test_several_addresses_reach_the_live_one(zeo_server, tmp_path):
