@@ -79,7 +79,13 @@ LUA = os.path.join(HERE, 'wrk.lua')
 sys.path.insert(0, HERE)
 
 import seed  # noqa: E402  (benchmarks/seed.py)
-from common import LOGGING, ZEO_CONF, free_port  # noqa: E402
+from common import (  # noqa: E402
+    LOGGING,
+    ZEO_CONF,
+    connects,
+    free_port,
+    wait_for,
+)
 
 APPS = ('ours', 'peer', 'bare')
 DB_APPS = ('ours', 'peer')
@@ -103,27 +109,6 @@ PEER_DB_CONF = """\
 """
 
 # -- small helpers -----------------------------------------------------------
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` until true; the seconds it took. Bounded."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f'{what} did not come up in {timeout:g}s')
-        time.sleep(0.01)
-    return time.monotonic() - t0
-
-
-def connects(address: Any, family: int = socket.AF_INET) -> bool:
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(address)
-        except OSError:
-            return False
-    return True
 
 
 def http_get(port: int, path: str, timeout: float = 5.0) -> int:

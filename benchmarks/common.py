@@ -1,9 +1,11 @@
 """What the benchmark scripts share: a runzeo zeo.conf, the ini logging
-section, a free port on the loopback."""
+section, a free port on the loopback, waiting for a server to come up."""
 
 from __future__ import annotations
 
 import socket
+import time
+from typing import Any, Callable
 
 ZEO_CONF = """\
 <zeo>
@@ -46,3 +48,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check`` until true; the seconds it took. Bounded."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f'{what} did not come up in {timeout:g}s')
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
+def connects(address: Any, family: int = socket.AF_INET) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(address)
+        except OSError:
+            return False
+    return True

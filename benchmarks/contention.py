@@ -65,7 +65,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, HERE)
 
-from common import LOGGING, ZEO_CONF, free_port  # noqa: E402
+from common import (  # noqa: E402
+    LOGGING,
+    ZEO_CONF,
+    connects,
+    free_port,
+    wait_for,
+)
 
 CASES = ('ours', 'nolock', 'peer')
 WORKLOADS = ('counter', 'adds', 'mixed')
@@ -76,24 +82,6 @@ HEADERS = {
     'Cookie': f'csrf_token={TOKEN}',
     'X-CSRF-Token': TOKEN,
 }
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f'{what} did not come up in {timeout:g}s')
-        time.sleep(0.05)
-
-
-def _connects(address, family=socket.AF_INET) -> bool:
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(address)
-        except OSError:
-            return False
-    return True
-
 
 class Stack:
     """One case: a runzeo and a gunicorn serving it, stopped by pid."""
@@ -143,7 +131,7 @@ class Stack:
             os.path.join(self.dir, 'runzeo.out'),
         )
         wait_for(
-            lambda: _connects(self.sock, socket.AF_UNIX), 30, 'runzeo'
+            lambda: connects(self.sock, socket.AF_UNIX), 30, 'runzeo'
         )
         # Make the ZODB root record before N workers start: ZODB.DB()
         # writes it on an empty storage, and N processes doing that at
@@ -168,7 +156,7 @@ class Stack:
             self.gunicorn_log,
         )
         wait_for(
-            lambda: _connects(('127.0.0.1', self.port)), 60, 'gunicorn'
+            lambda: connects(('127.0.0.1', self.port)), 60, 'gunicorn'
         )
 
     def _spawn(self, args: list[str], log: str) -> None:

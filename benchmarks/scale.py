@@ -76,6 +76,11 @@ import transaction
 import ZODB
 from ZODB.FileStorage import FileStorage
 
+from pyramid_zeostore.zeoserver import stop_process
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import connects  # noqa: E402  (benchmarks/common.py)
+
 PAGE = 50
 TARGET = 2.0
 SAMPLE = 2_000  # distinct random names looked up
@@ -331,23 +336,47 @@ def measure(subjects: dict[str, Subject], budget: float,
     return figures
 
 
-def measure_filestorage(tmp: str, sizes: dict[str, int], cache: int,
-                        seed: int, budget: float,
-                        errors: list[str]) -> dict[str, Any]:
+def measure_storages(open_storage: Callable[[str], tuple[Any, Any]],
+                     where: str, sizes: dict[str, int], cache: int,
+                     seed: int, budget: float,
+                     errors: list[str]) -> dict[str, Any]:
+    """Measure both folders, each in a ``ZODB.DB`` over
+    ``open_storage(label)``: (a read-only storage, what clears its own
+    cache for a cold operation)."""
     dbs, subjects = [], {}
     try:
         for label, count in sizes.items():
-            storage = FileStorage(os.path.join(tmp, f'{label}.fs'),
-                                  read_only=True)
+            storage, clear = open_storage(label)
             dbs.append(ZODB.DB(storage, cache_size=cache))
-            subjects[label] = Subject(dbs[-1], count, lambda: None, seed,
-                                      f'FileStorage {label}')
+            subjects[label] = Subject(dbs[-1], count, clear, seed,
+                                      f'{where} {label}')
         return measure(subjects, budget, errors)
     finally:
         for subject in subjects.values():
             subject.close()
         for db in dbs:
             db.close()
+
+
+def file_storage(tmp: str) -> Callable[[str], tuple[Any, Any]]:
+    """``open_storage`` of a FileStorage (its reads come from the OS page
+    cache: nothing of its own to clear)."""
+    def open_storage(label: str) -> tuple[Any, Any]:
+        path = os.path.join(tmp, f'{label}.fs')
+        return FileStorage(path, read_only=True), lambda: None
+    return open_storage
+
+
+def zeo_storage(server: 'ZEOServer') -> Callable[[str], tuple[Any, Any]]:
+    """``open_storage`` through ``server``; cold clears the client cache."""
+    def open_storage(label: str) -> tuple[Any, Any]:
+        from ZEO.ClientStorage import ClientStorage
+
+        storage = ClientStorage(server.sock, storage=label, read_only=True,
+                                wait_timeout=30)
+        # ZEO's client cache (private API): cold means from the server
+        return storage, storage._cache.clear
+    return open_storage
 
 
 class ZEOServer:
@@ -371,7 +400,7 @@ class ZEOServer:
                 preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
-        while not _connects(self.sock):
+        while not connects(self.sock, socket.AF_UNIX):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f'runzeo did not answer at {self.sock} (exit status '
@@ -391,14 +420,8 @@ class ZEOServer:
 
     def stop(self) -> None:
         proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_process(proc)
 
 
 def _die_with_parent() -> None:
@@ -408,38 +431,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _connects(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(path)
-        except OSError:
-            return False
-    return True
-
-
-def measure_zeo(server: ZEOServer, sizes: dict[str, int], cache: int,
-                seed: int, budget: float,
-                errors: list[str]) -> dict[str, Any]:
-    from ZEO.ClientStorage import ClientStorage
-
-    dbs, subjects = [], {}
-    try:
-        for label, count in sizes.items():
-            storage = ClientStorage(server.sock, storage=label,
-                                    read_only=True, wait_timeout=30)
-            dbs.append(ZODB.DB(storage, cache_size=cache))
-            # ZEO's client cache (private API): cold means from the server
-            subjects[label] = Subject(dbs[-1], count, storage._cache.clear,
-                                      seed, f'ZEO {label}')
-        return measure(subjects, budget, errors)
-    finally:
-        for subject in subjects.values():
-            subject.close()
-        for db in dbs:
-            db.close()
 
 
 # -- reporting ---------------------------------------------------------------
@@ -522,13 +513,15 @@ def main(argv: list[str] | None = None) -> int:
                 os.path.join(tmp, f'{label}.fs'), count, args.batch,
                 args.build_timeout)
         print('measuring the FileStorage ...', flush=True)
-        results['FileStorage'] = measure_filestorage(
-            tmp, sizes, cache, args.seed, args.budget, errors)
+        results['FileStorage'] = measure_storages(
+            file_storage(tmp), 'FileStorage', sizes, cache, args.seed,
+            args.budget, errors)
         if not args.no_zeo:
             print('measuring through ZEO ...', flush=True)
             server.start()
-            results['ZEO'] = measure_zeo(
-                server, sizes, cache, args.seed, args.budget, errors)
+            results['ZEO'] = measure_storages(
+                zeo_storage(server), 'ZEO', sizes, cache, args.seed,
+                args.budget, errors)
             zeo_rss = server.peak_rss_mib()
     finally:
         server.stop()
