@@ -157,10 +157,10 @@ def _reason(e: Exception) -> str:
     return text
 
 
-def human(n: int) -> str:
+def human(n: float) -> str:
     """``n`` bytes for people: 512 bytes, 1.5 KiB, 2.0 MiB, ..."""
     if n < 1024:
-        return f'{n} bytes'
+        return f'{n:.0f} bytes'
     for unit in ('KiB', 'MiB', 'GiB'):
         n /= 1024
         if n < 1024 or unit == 'GiB':

@@ -8,6 +8,7 @@ import logging
 from dataclasses import asdict
 
 from . import add_ini, load_settings
+from .pack import human
 
 ORDER = 10
 
@@ -74,20 +75,8 @@ def _describe(row: dict) -> str:
     if row['ping_ms'] is not None:
         parts.append(f'ping {row["ping_ms"]:.2f} ms')
     parts.append(f'{row["objects"]} objects')
-    parts.append(f'{_size(row["size_bytes"])}')
+    parts.append(f'{human(row["size_bytes"])}')
     parts.append(f'last transaction {row["last_transaction"] or "none"}')
     if row['connections'] is not None:
         parts.append(f'{row["connections"]} client connections')
     return ', '.join(parts)
-
-
-def _size(n: float) -> str:
-    if n < 1024:
-        return f'{n:.0f} bytes'
-    units = ('KiB', 'MiB', 'GiB')
-    n /= 1024
-    step = 0
-    while n >= 1024 and step < len(units) - 1:
-        n /= 1024
-        step += 1
-    return f'{n:.1f} {units[step]}'

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pyramid_zeostore import cli
-from pyramid_zeostore.commands import shell, status
+from pyramid_zeostore.commands import shell
 
 
 def test_version_of_a_bare_checkout(monkeypatch, capsys):
@@ -28,13 +28,6 @@ def test_run_exits_with_main(monkeypatch):
     with pytest.raises(SystemExit) as e:
         cli.run()
     assert e.value.code == 2
-
-
-def test_sizes():
-    assert status._size(10) == '10 bytes'
-    assert status._size(2048) == '2.0 KiB'
-    assert status._size(3 * 1024**2) == '3.0 MiB'
-    assert status._size(5 * 1024**4) == '5120.0 GiB'
 
 
 @pytest.mark.parametrize(

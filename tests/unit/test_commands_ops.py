@@ -192,6 +192,7 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_human_sizes():
     assert pack.human(10) == '10 bytes'
     assert pack.human(1536) == '1.5 KiB'
+    assert pack.human(2048) == '2.0 KiB'
     assert pack.human(3 * 1024**2) == '3.0 MiB'
     assert pack.human(5 * 1024**4) == '5120.0 GiB'
 
