@@ -18,10 +18,13 @@ EXT = """\
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = {san}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
+#: ``openssl req`` arguments for the new key
+RSA = ('-newkey', 'rsa:2048')
+EC = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1')
 
 
 def openssl(*args, cwd) -> None:
@@ -31,10 +34,10 @@ def openssl(*args, cwd) -> None:
     )
 
 
-def make_ca(directory, name: str) -> None:
+def make_ca(directory, name: str, key: tuple = RSA) -> None:
     """``name.pem`` / ``name.key``: a self-signed CA, valid two days."""
     openssl(
-        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+        'req', '-x509', *key, '-nodes', '-days', '2',
         '-subj', f'/CN=test {name}', '-keyout', f'{name}.key',
         '-out', f'{name}.pem',
         '-addext', 'basicConstraints=critical,CA:TRUE',
@@ -43,21 +46,26 @@ def make_ca(directory, name: str) -> None:
     )
 
 
-def make_cert(directory, ca: str, name: str) -> None:
-    """``name.pem`` / ``name.key`` for localhost / 127.0.0.1, signed by
-    ``ca``; good for a server and for a client."""
-    ext = os.path.join(str(directory), 'ext.cnf')
-    if not os.path.exists(ext):
-        with open(ext, 'w') as f:
-            f.write(EXT)
+def make_cert(
+    directory,
+    ca: str,
+    name: str,
+    host: str = 'localhost',
+    san: str = 'DNS:localhost, IP:127.0.0.1',
+    key: tuple = RSA,
+) -> None:
+    """``name.pem`` / ``name.key`` for ``host`` (and the names of
+    ``san``), signed by ``ca``; good for a server and for a client."""
+    with open(os.path.join(str(directory), f'{name}.ext'), 'w') as f:
+        f.write(EXT.format(san=san))
     openssl(
-        'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
+        'req', *key, '-nodes', '-subj', f'/CN={host}',
         '-keyout', f'{name}.key', '-out', f'{name}.csr', cwd=directory,
     )
     openssl(
         'x509', '-req', '-in', f'{name}.csr', '-CA', f'{ca}.pem',
         '-CAkey', f'{ca}.key', '-CAcreateserial', '-days', '2',
-        '-extfile', 'ext.cnf', '-out', f'{name}.pem', cwd=directory,
+        '-extfile', f'{name}.ext', '-out', f'{name}.pem', cwd=directory,
     )
 
 

@@ -34,6 +34,8 @@ import time
 
 import pytest
 
+from tests import tlscerts
+
 from . import modwsgi
 from .conftest import JSON_HEADERS, free_port
 
@@ -526,23 +528,6 @@ def test_app_wsgi_finds_its_ini(tmp_path):
     assert proc.stdout.strip() == 'Router'
 
 
-TLS_EXT = """\
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:zeo.example.com
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-def _openssl(*args, cwd) -> None:
-    subprocess.run(
-        ['openssl', *args], cwd=cwd, check=True, capture_output=True,
-        timeout=60,
-    )
-
-
 def test_zeo_tls_conf_serves_the_commented_client_uri(tmp_path):
     """deploy/zeo-tls.conf, moved to loopback and temp paths, serves the
     client line of production.ini (its paths moved the same way)."""
@@ -552,25 +537,11 @@ def test_zeo_tls_conf_serves_the_commented_client_uri(tmp_path):
         unavailable('no openssl binary')
     tls = tmp_path / 'tls'
     tls.mkdir()
-    _openssl(
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-        'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-        '-subj', '/CN=deploy test CA', '-keyout', 'ca.key', '-out',
-        'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE',
-        '-addext', 'keyUsage=critical,keyCertSign,cRLSign', cwd=tls,
-    )
-    (tls / 'ext.cnf').write_text(TLS_EXT)
+    tlscerts.make_ca(tls, 'ca', key=tlscerts.EC)
     for name in ('server', 'client'):
-        _openssl(
-            'req', '-newkey', 'ec', '-pkeyopt',
-            'ec_paramgen_curve:prime256v1', '-nodes',
-            '-subj', '/CN=zeo.example.com', '-keyout', f'{name}.key',
-            '-out', f'{name}.csr', cwd=tls,
-        )
-        _openssl(
-            'x509', '-req', '-in', f'{name}.csr', '-CA', 'ca.pem',
-            '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-            '-extfile', 'ext.cnf', '-out', f'{name}.pem', cwd=tls,
+        tlscerts.make_cert(
+            tls, 'ca', name, host='zeo.example.com',
+            san='DNS:zeo.example.com', key=tlscerts.EC,
         )
     var = tmp_path / 'var'
     (var / 'data').mkdir(parents=True)
