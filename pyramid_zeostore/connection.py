@@ -145,9 +145,9 @@ def _primary(request: Request) -> Connection:
         # An escalated attempt reads the latest state of every database:
         # a pooled connection reopens its secondary connections with it.
         for name in databases.names:
-            if name:
+            if name:  # the primary's wait is behind us
                 wait_available(request, name, databases)
-            databases.sync(name)
+        databases.sync_all()
     conn = db.open(transaction_manager=request.tm)
     request.__dict__['_zeostore_conn'] = conn
     _notify(registry, ZODBConnectionOpened, conn, request)

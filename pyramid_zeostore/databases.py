@@ -244,6 +244,11 @@ class Databases:
         if client is not None:
             client.ping()
 
+    def sync_all(self) -> None:
+        """:meth:`sync` with every configured database, in turn."""
+        for name in self.names:
+            self.sync(name)
+
     def close(self) -> None:
         """Close this process's databases (not ones inherited by fork)."""
         with self._lock:

@@ -110,8 +110,7 @@ def connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
     if SYNC_COOKIE + '=' in request.environ.get('HTTP_COOKIE', ''):
         # This client wrote a moment ago, maybe through another process:
         # one round trip per server, and its invalidations are all in.
-        for name in databases.names:
-            databases.sync(name)
+        databases.sync_all()
     conn = slot.conn
     if conn is None or slot.db is not db:
         conn = slot.conn = db.open(transaction_manager=slot.tm)
