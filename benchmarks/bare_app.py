@@ -1,7 +1,7 @@
 """The bare app of ``benchmarks/bench.py``: the same routes, no database.
 
 Pyramid with the ready app's own view callables
-(``pyramid_zeostore.views``, CSRF policy included) over the seeded root
+(``pyramid_zeostore.app``, CSRF policy included) over the seeded root
 folder built in memory (``seed.build_root``): the same pages and JSON
 bodies as the two database apps, without ZODB, ZEO, pyramid_tm or
 pyramid_retry. What the database apps cost is their distance from this.
@@ -28,5 +28,5 @@ def main(global_config: dict, **settings: Any) -> Any:
         return root
 
     with Configurator(settings=settings, root_factory=root_factory) as config:
-        config.include('pyramid_zeostore.views')
+        config.include('pyramid_zeostore.app')
     return config.make_wsgi_app()

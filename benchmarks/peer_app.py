@@ -85,7 +85,7 @@ def main(global_config: dict, **settings: Any) -> Any:
         config.include('pyramid_zodbconn')
         config.set_root_factory(root_factory)
         # The default app's view callables, CSRF policy included.
-        config.include('pyramid_zeostore.views')
+        config.include('pyramid_zeostore.app')
     app = config.make_wsgi_app()
     count_retries(app.registry, path)
     return app

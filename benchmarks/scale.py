@@ -115,7 +115,7 @@ def name_of(i: int) -> str:
 def build(path: str, count: int, batch: int) -> dict[str, Any]:
     """Make ``path`` a FileStorage whose root['folder'] holds ``count``
     Items; commit every ``batch`` and empty the cache in between."""
-    from pyramid_zeostore.content import Item
+    from pyramid_zeostore.app.content import Item
     from pyramid_zeostore.folder import Folder
 
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ ADD_PREFIX = 'new-'
 
 def build_root(items: int = ITEMS) -> Any:
     """The seeded app root: a Folder of ``items`` items and a counter."""
-    from pyramid_zeostore.content import Item
+    from pyramid_zeostore.app.content import Item
     from pyramid_zeostore.folder import Folder
 
     root = Folder()
@@ -128,7 +128,7 @@ def ceiling(sock: str, kind: str, seconds: float, sync: bool) -> dict:
     import transaction.interfaces
     from ZODB.POSException import ConflictError
 
-    from pyramid_zeostore.content import Item
+    from pyramid_zeostore.app.content import Item
 
     db = open_db(sock, sync=sync)
     tm = transaction.TransactionManager(explicit=True)

@@ -1,7 +1,10 @@
 """pyramid_zeostore: a persistent, folderish ZODB root over ZEO for Pyramid.
 
 ``config.include('pyramid_zeostore')`` is the public entry; ``main`` is the
-ready app behind ``use = egg:pyramid_zeostore``.
+ready app behind ``use = egg:pyramid_zeostore`` (:mod:`.app`). This module
+is the whole public surface: every name below is re-exported from the
+module that holds it. Nothing in the package imports this module, so it
+may import from every layer.
 """
 
 from __future__ import annotations
@@ -9,56 +12,81 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
+from pyramid.config import PHASE2_CONFIG, PHASE3_CONFIG
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.POSException import ConflictError
+
+from . import errorviews, metrics, request, root, zeoserver
+from .app import main
 from .connection import (
+    ConnectionListeners,
+    attach_connection,
+    get_connection,
+    get_databases,
+    zodb_conn,
+)
+from .databases import Databases
+from .events import (
     ZODBConnectionClosed,
     ZODBConnectionOpened,
     ZODBConnectionWillClose,
-    get_connection,
-    get_databases,
+    ZODBRequestMetrics,
 )
-from .databases import Databases
 from .exceptions import (
     DatabaseUnavailable,
     FolderKeyError,
     ZeostoreConfigurationError,
     ZeostoreError,
 )
-from .finder import PersistentApplicationFinder, bootstrap, default_appmaker
 from .folder import Folder
-from .interfaces import IAppmaker, IDatabases, IZeostoreSettings
-from .metrics import RequestMetrics, ZODBRequestMetrics
-from .scripts import open_db, open_root, retrying
+from .health import health_view
+from .interfaces import (
+    IAppmaker,
+    IConnectionListeners,
+    IDatabases,
+    IHealthView,
+    IZeostoreSettings,
+)
+from .metrics import RequestMetrics
+from .root import (
+    PersistentApplicationFinder,
+    bootstrap,
+    check_databases,
+    default_appmaker,
+)
+from .scripting import open_db, open_root, retrying
 from .settings import ZeostoreSettings, parse_settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.config import Configurator
-    from pyramid.router import Router
 
 __all__ = [
-    'Databases',
-    'DatabaseUnavailable',
-    'Folder',
-    'FolderKeyError',
-    'IDatabases',
-    'PersistentApplicationFinder',
-    'RequestMetrics',
-    'ZODBConnectionClosed',
-    'ZODBConnectionOpened',
-    'ZODBConnectionWillClose',
-    'ZODBRequestMetrics',
-    'ZeostoreConfigurationError',
-    'ZeostoreError',
-    'ZeostoreSettings',
-    'bootstrap',
-    'default_appmaker',
-    'get_connection',
-    'get_databases',
-    'includeme',
-    'main',
-    'open_db',
-    'open_root',
-    'parse_settings',
-    'retrying',
+    'Databases',  #: the databases of one configuration, per process
+    'DatabaseUnavailable',  #: a server did not answer in time (503)
+    'Folder',  #: the persistent, BTree-backed folder
+    'FolderKeyError',  #: a name not in a Folder
+    'IDatabases',  #: the interface of Databases
+    'PersistentApplicationFinder',  #: the repoze.zodbconn-style finder
+    'RequestMetrics',  #: one request's ZODB activity
+    'ZODBConnectionClosed',  #: event: a request's connection closed
+    'ZODBConnectionOpened',  #: event: a request's connection opened
+    'ZODBConnectionWillClose',  #: event: it is about to close
+    'ZODBRequestMetrics',  #: event: a request's metrics are complete
+    'ZeostoreConfigurationError',  #: a setting is wrong; names its key
+    'ZeostoreError',  #: base of every error of the package
+    'ZeostoreSettings',  #: the parsed settings
+    'attach_connection',  #: give a DummyRequest a test's connection
+    'bootstrap',  #: run an appmaker once in its own transaction
+    'check_databases',  #: open, bootstrap and close (startup check)
+    'default_appmaker',  #: zodb_root['app_root'], a Folder
+    'get_connection',  #: the request's connection (pyramid_zodbconn's)
+    'get_databases',  #: the registry's Databases
+    'includeme',  #: config.include('pyramid_zeostore')
+    'main',  #: the ready app (egg:pyramid_zeostore)
+    'open_db',  #: a script's ZODB.DB, closed at exit
+    'open_root',  #: a script's app root, committed at exit
+    'parse_settings',  #: settings -> ZeostoreSettings
+    'retrying',  #: a script's attempts, retried on conflicts
 ]
 
 log = logging.getLogger(__name__)
@@ -98,23 +126,15 @@ def includeme(config: Configurator) -> None:
     Parses and validates the settings (a ``ConfigurationError`` names any
     bad key), includes ``pyramid_tm`` and ``pyramid_retry``, adds
     ``request.zodb_conn``, the ``set_zodb_appmaker`` directive, the root
-    factory and the 409/503 error views. Opens no database: each process
-    opens its own on first use.
+    factory, the health check and the 409/503 error views. Opens no
+    database: each process opens its own on first use.
     """
-    from ZEO.Exceptions import ClientDisconnected
-    from ZODB.POSException import ConflictError
-
-    from . import errorviews, finder, request
-    from .connection import zodb_conn
-
     settings = config.get_settings()
     parsed = parse_settings(settings)
     # Coerced values go back for pyramid_retry / pyramid_tm to read.
     settings['retry.attempts'] = parsed.retry_attempts
-    # Per request an explicit manager, but for fast reads the thread's.
-    settings.setdefault(
-        'tm.manager_hook', 'pyramid_zeostore.reads.request_manager'
-    )
+    # An explicit manager per request; fast reads use the thread's.
+    settings.setdefault('tm.manager_hook', 'pyramid_tm.explicit_manager')
     config.include('pyramid_tm')
     config.include('pyramid_retry')
 
@@ -124,21 +144,28 @@ def includeme(config: Configurator) -> None:
         registry.registerUtility(
             Databases(parsed.databases, parsed.connect_timeout), IDatabases
         )
+    registry.registerUtility(
+        ConnectionListeners(registry), IConnectionListeners
+    )
+    registry.registerUtility(health_view, IHealthView)
     config.add_request_method(zodb_conn, 'zodb_conn', reify=True)
-    config.action(None, request.install, args=(registry,), order=20)
+    # After the application's own set_request_factory (default order).
+    config.action(
+        None, request.install, args=(registry,), order=PHASE3_CONFIG + 20
+    )
     config.add_directive('set_zodb_appmaker', set_zodb_appmaker)
     config.set_zodb_appmaker(parsed.appmaker)
-    config.set_root_factory(finder.root_factory)
-    config.include('pyramid_zeostore.metrics')
+    config.set_root_factory(root.root_factory)
+    config.include(metrics)
     # No subscribers here: any makes Pyramid send four events per request.
-    # The read tween, outermost, also prepares retries (contention.py).
+    # The read tween, outermost, also prepares retries (tweens.py).
     config.add_tween(
-        'pyramid_zeostore.contention.contention_tween_factory',
+        'pyramid_zeostore.tweens.contention_tween_factory',
         over='pyramid_tm.tm_tween_factory',
     )
     config.add_tween(
-        'pyramid_zeostore.reads.read_tween_factory',
-        over='pyramid_zeostore.contention.contention_tween_factory',
+        'pyramid_zeostore.tweens.read_tween_factory',
+        over='pyramid_zeostore.tweens.contention_tween_factory',
     )
     config.add_exception_view(
         errorviews.conflict_view, context=ConflictError,
@@ -163,47 +190,17 @@ def includeme(config: Configurator) -> None:
         last_retry_attempt=True,
     )
     if parsed.autostart:
+        # Before the other actions: a server the app may talk to at once.
         config.action(
-            'zeostore.autostart', _autostart, args=(parsed,), order=-10
+            'zeostore.autostart', _autostart, args=(parsed,),
+            order=PHASE2_CONFIG,
         )
 
 
 def _autostart(parsed: ZeostoreSettings) -> None:
-    from . import zeoserver
-
     conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
     pid = zeoserver.ensure_server(
         conf, parsed.autostart_timeout, parsed.socket_mode, parsed.socket_group
     )
     if pid is not None:
         log.info('started runzeo -C %s (pid %s)', conf.path, pid)
-
-
-def main(global_config: dict, **settings: Any) -> Router:
-    """The ready app: a traversal app on the folder root (``egg:`` entry).
-
-    Unless ``zeostore.check_on_startup`` is false, it opens the databases
-    once, bootstraps the root and closes them again, so that a wrong URI
-    or an absent server fails at startup, within the bound, naming the
-    address; workers then open their own on first use.
-    """
-    from pyramid.config import Configurator
-
-    with Configurator(settings=settings) as config:
-        config.include('pyramid_zeostore')
-        config.include('pyramid_zeostore.views')
-    if config.registry.getUtility(IZeostoreSettings).check_on_startup:
-        check_databases(config.registry)
-    return config.make_wsgi_app()
-
-
-def check_databases(registry: Any) -> None:
-    """Open, bootstrap and close this registry's databases.
-
-    :raises DatabaseUnavailable: a ZEO server did not answer in time.
-    """
-    databases = get_databases(registry)
-    try:
-        bootstrap(databases.get(''), registry.getUtility(IAppmaker))
-    finally:
-        databases.close()

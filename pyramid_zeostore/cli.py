@@ -13,6 +13,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
 from pyramid.exceptions import ConfigurationError
@@ -44,8 +45,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return f'pzeo (pyramid_zeostore {version("pyramid_zeostore")})'
     except PackageNotFoundError:  # a bare checkout on sys.path

@@ -1,81 +1,68 @@
-"""The per-request ZODB connection: opened lazily, closed when done.
+"""A request's ZODB connection: opened lazily, closed when done.
 
-The connection is opened on ``request.tm`` the first time a request asks
-for it, and a finished callback aborts whatever is left and returns it to
-the pool, whether the request succeeded, raised or is being retried.
+Writes (and every request when fast reads are off) get a pooled
+connection opened on ``request.tm`` the first time the request asks for
+it; a finished callback aborts whatever is left and returns it to the
+pool, whether the request succeeded, raised or is being retried.
+
+A fast read (see :mod:`pyramid_zeostore.tweens`) gets its thread's
+:class:`ReadSlot` instead: a connection kept open on the thread's own
+transaction manager, which only catches up with what others committed.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import transaction
 from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
 from zope.interface import implementedBy, implementer
 
-from . import reads
-from .interfaces import IConnectionEvent, IDatabases
-from .reads import FAST
-from .request import ensure_request
+from .environ import DEADLINE, EXCLUSIVE, FAST, SYNC_COOKIE, UNAVAILABLE
+from .events import (
+    CONNECTION_EVENTS,
+    ZODBConnectionClosed,
+    ZODBConnectionOpened,
+    ZODBConnectionWillClose,
+)
+from .interfaces import IConnectionListeners, IDatabases, IRequestProperties
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.request import Request
     from ZODB.Connection import Connection
 
-#: environ keys shared by every attempt of one request (pyramid_retry
-#: reuses the environ): the deadline of the bounded wait for ZEO, and the
-#: flag set after an attempt failed for want of a server.
-DEADLINE = 'zeostore.deadline'
-UNAVAILABLE = 'zeostore.unavailable'
-#: set by the retry handler: this attempt runs alone on this host and
-#: syncs with the server before it reads (see ``contention.py``).
-EXCLUSIVE = 'zeostore.exclusive'
+#: Where a request keeps its primary connection (``request.__dict__``).
+CONN = '_zeostore_conn'
 
 
-@implementer(IConnectionEvent)
-class ConnectionEvent:
-    """Base of the connection events: ``conn`` and ``request``."""
+@implementer(IConnectionListeners)
+class ConnectionListeners:
+    """Which connection events have subscribers, looked up once (on the
+    first request): most apps listen to none, and then no event is made.
+    Registered by ``includeme``."""
 
-    def __init__(self, conn: Connection, request: Request) -> None:
-        self.conn = conn
-        self.request = request
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._found: dict | None = None
 
+    def listening(self, event_class: type) -> bool:
+        found = self._found
+        if found is None:
+            adapters = self.registry.adapters
+            found = self._found = {
+                kind: bool(adapters.subscriptions([implementedBy(kind)], None))
+                for kind in CONNECTION_EVENTS
+            }
+        return found[event_class]
 
-class ZODBConnectionOpened(ConnectionEvent):
-    """Sent when a request's ZODB connection has been opened."""
-
-
-class ZODBConnectionWillClose(ConnectionEvent):
-    """Sent before a request's ZODB connection is aborted and closed."""
-
-
-class ZODBConnectionClosed(ConnectionEvent):
-    """Sent after a request's ZODB connection went back to the pool."""
-
-
-def _listening(registry: Any) -> dict:
-    """Which connection events have subscribers (kept per registry: most
-    apps listen to none of them)."""
-    listening = registry.__dict__.get('_zeostore_listening')
-    if listening is None:
-        listening = registry.__dict__['_zeostore_listening'] = {
-            kind: bool(
-                registry.adapters.subscriptions([implementedBy(kind)], None)
-            )
-            for kind in (
-                ZODBConnectionOpened,
-                ZODBConnectionWillClose,
-                ZODBConnectionClosed,
-            )
-        }
-    return listening
-
-
-def _notify(registry: Any, event: type, conn: Any, request: Any) -> None:
-    """Send a connection event, if anything subscribed to its kind."""
-    if _listening(registry)[event]:
-        registry.notify(event(conn, request))
+    def notify(self, event_class: type, conn: Any, request: Any) -> None:
+        """Send a connection event, if anything subscribed to its kind."""
+        if self.listening(event_class):
+            self.registry.notify(event_class(conn, request))
 
 
 def get_databases(registry: Any) -> Any:
@@ -119,24 +106,89 @@ def wait_available(
         raise databases.unavailable(name)
 
 
+def ensure_request(registry: Any, request: Any) -> None:
+    """Give ``request`` ``tm`` and ``zodb_conn`` if its class lacks them
+    (a subrequest made with ``Request.blank()``)."""
+    ensure = registry.queryUtility(IRequestProperties)
+    if ensure is not None:
+        ensure(request)
+
+
+# -- fast reads: one connection per thread -----------------------------------
+
+
+class ReadSlot:
+    """One thread's read transaction manager and connection."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # Not explicit: DB.close() aborts the managers of open connections.
+        self.tm = transaction.TransactionManager()
+        self.db: Any = None
+        self.conn: Any = None
+        self.busy = False  # serving; a nested request goes the full way
+
+
+class ReadSlots(threading.local):
+    """The read slots of one app, per thread (owned by its read tween)."""
+
+    slot: ReadSlot | None = None
+
+    def get(self) -> ReadSlot:
+        slot = self.slot
+        if slot is None or slot.pid != os.getpid():
+            # New thread, or inherited from the parent across a fork: its
+            # connection belongs to the parent's ZEO client; drop it.
+            slot = self.slot = ReadSlot()
+        return slot
+
+
+def read_connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
+    """The slot's connection to the primary database, opened on first use
+    (and again after the databases were reopened), caught up with what
+    others committed."""
+    db = databases.get('')
+    # The header, not request.cookies: no cookie parsing on every read
+    # (a longer name ending in it would only cost a needless sync).
+    if SYNC_COOKIE + '=' in request.environ.get('HTTP_COOKIE', ''):
+        # This client wrote a moment ago, maybe through another process:
+        # one round trip per server, and its invalidations are all in.
+        databases.sync_all()
+    conn = slot.conn
+    if conn is None or slot.db is not db:
+        conn = slot.conn = db.open(transaction_manager=slot.tm)
+        slot.db = db
+        # Kept open for good: make room in the pool for the requests.
+        db.setPoolSize(db.getPoolSize() + 1)
+    else:
+        # What a transaction's begin() would do (the read tween begins
+        # none): see what others have committed since (with server_sync,
+        # a round trip to ZEO). Nothing was read through it yet.
+        conn.newTransaction(None)
+    return conn
+
+
+# -- the request's connection -------------------------------------------------
+
+
 def _primary(request: Request) -> Connection:
-    conn = request.__dict__.get('_zeostore_conn')
+    conn = request.__dict__.get(CONN)
     if conn is not None:
         return conn
     registry = request.registry
     databases = get_databases(registry)
     wait_available(request, '', databases)
+    listeners = registry.getUtility(IConnectionListeners)
     slot = request.environ.get(FAST)
     if slot is not None:
-        # A fast read: the thread's connection, kept open (reads.py).
-        conn = reads.connection(request, slot, databases)
-        request.__dict__['_zeostore_conn'] = conn
-        listening = _listening(registry)
-        if listening[ZODBConnectionOpened]:
-            registry.notify(ZODBConnectionOpened(conn, request))
-        if listening[ZODBConnectionWillClose] or listening[
-            ZODBConnectionClosed
-        ]:
+        # A fast read: the thread's connection, kept open.
+        conn = request.__dict__[CONN] = read_connection(
+            request, slot, databases
+        )
+        listeners.notify(ZODBConnectionOpened, conn, request)
+        if listeners.listening(ZODBConnectionWillClose) or (
+            listeners.listening(ZODBConnectionClosed)
+        ):
             request.add_finished_callback(_done)
         return conn
     db = databases.get('')
@@ -148,17 +200,16 @@ def _primary(request: Request) -> Connection:
             if name:  # the primary's wait is behind us
                 wait_available(request, name, databases)
         databases.sync_all()
-    conn = db.open(transaction_manager=request.tm)
-    request.__dict__['_zeostore_conn'] = conn
-    _notify(registry, ZODBConnectionOpened, conn, request)
+    conn = request.__dict__[CONN] = db.open(transaction_manager=request.tm)
+    listeners.notify(ZODBConnectionOpened, conn, request)
     request.add_finished_callback(_close)
     return conn
 
 
 def _close(request: Request) -> None:
-    conn = request.__dict__.pop('_zeostore_conn')
-    registry = request.registry
-    _notify(registry, ZODBConnectionWillClose, conn, request)
+    conn = request.__dict__.pop(CONN)
+    listeners = request.registry.getUtility(IConnectionListeners)
+    listeners.notify(ZODBConnectionWillClose, conn, request)
     try:
         # Leftovers of a failed or read-only request; pyramid_tm has
         # already committed or aborted a request it managed.
@@ -167,15 +218,21 @@ def _close(request: Request) -> None:
         pass
     finally:
         conn.close()  # also closes the secondary connections
-    _notify(registry, ZODBConnectionClosed, conn, request)
+    listeners.notify(ZODBConnectionClosed, conn, request)
 
 
 def _done(request: Request) -> None:
     # The read tween has aborted; the connection stays with its thread.
-    conn = request.__dict__.pop('_zeostore_conn')
-    registry = request.registry
-    _notify(registry, ZODBConnectionWillClose, conn, request)
-    _notify(registry, ZODBConnectionClosed, conn, request)
+    conn = request.__dict__.pop(CONN)
+    listeners = request.registry.getUtility(IConnectionListeners)
+    listeners.notify(ZODBConnectionWillClose, conn, request)
+    listeners.notify(ZODBConnectionClosed, conn, request)
+
+
+def attach_connection(request: Any, conn: Connection) -> None:
+    """Make ``conn`` the connection ``get_connection(request)`` returns
+    (a test's own, for a ``DummyRequest``); nobody closes it for you."""
+    request.__dict__[CONN] = conn
 
 
 def get_connection(request: Request, dbname: str | None = None) -> Connection:

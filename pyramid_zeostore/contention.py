@@ -1,67 +1,19 @@
-"""Conflicts that do not fail users: backoff, a retry alone, hot-spot queues.
+"""Conflicts that do not fail users: backoff, a retry alone, hot spots.
 
-pyramid_retry retries a request that hit a ``ConflictError`` (up to
-``retry.attempts`` attempts in all, each with a fresh connection and
-transaction). This module decides how each attempt runs:
-
-* every attempt after a conflict first sleeps a jittered, exponential
-  backoff: uniform in ``[0, retry_backoff * 2 ** (retry - 1)]``, capped at
-  ``retry_backoff_max``;
-* the first retry then runs like any write: most conflicts of ordinary
-  writes (two adds splitting one BTree bucket) are gone by then;
-* a request that conflicts *again*, and the last attempt in any case,
-  **escalates**: it runs alone on this host. It takes a host-wide lock
-  exclusively and syncs with the ZEO server before it reads, so it sees
-  the latest state and no other writer of this host can commit under
-  it. On one host that attempt cannot conflict: no 409, no 500.
-
-So that an exclusive attempt really is alone, every write attempt holds
-the same lock *shared* (``flock`` on the lock file): writes run side by
-side and pay a few system calls each; only the rare exclusive attempt
-makes the others wait, for about one request. A gate lock in front keeps
-a waiting exclusive attempt from being starved by new shared ones.
-
-**Hot spots.** Requests that keep conflicting with each other (many
-clients incrementing one counter) would escalate again and again, and
-each escalation stalls every writer of the host. So each process counts,
-per request key (method and path), how many of its requests escalated;
-when a quarter of at least 20 did, the key is *hot* on the whole host for
-5 seconds (the mtime of a per-key lock file says so): its requests then
-queue on that file's lock, one at a time, and sync before they read, so
-they stop conflicting, while other writes go on beside them. After the
-5 seconds the key is judged afresh. Ordinary writes, where one request
-in fifty escalates, never turn hot.
-
-Taking the lock exclusively already on the *first* retry also gives zero
-5xx, but ordinary writes retry often enough (one add in seven to a busy
-folder) that it cost them ~20% throughput in ``benchmarks/contention.py``;
-escalating on the second conflict (one add in fifty) costs them 0-3%,
-within that benchmark's noise. Only unsafe methods (POST, PUT, PATCH,
-DELETE, ...) take part; reads never wait.
-
-Settings (validated in :mod:`pyramid_zeostore.settings`):
-
-``retry.attempts`` (3)
-    attempts in all. With 2 or more, a request's last attempt (if it gets
-    that far) runs alone; 1 disables retries: a conflict is at once a 409.
-``zeostore.retry_backoff`` (0.005) / ``zeostore.retry_backoff_max`` (0.2)
-    seconds: the backoff before the first retry, doubled per retry, and
-    its cap.
-``zeostore.conflict_lock`` (true)
-    ``false`` turns the lock and the hot-spot queues off; backoff and
-    retries remain.
-``zeostore.lock_file`` (``<ZEO socket>.lock``)
-    the lock's file; ``<lock_file>.gate`` and ``<lock_file>.hot-<hash>``
-    (one per key that was ever hot) go beside it. Every process that
-    should share the lock must name the same file. Default for a TCP
-    address or a non-ZEO storage: a file in the temp dir named after the
-    URI.
-
-The lock covers **one host**: the processes and threads that share its
-lock file. Writers on other hosts are not held off, so across hosts only
-retry and backoff remain, and a request may spend every attempt; it then
-gets a 409 with a clear message (``errorviews.conflict_view``), never a
-500.
+pyramid_retry retries a request that hit a ``ConflictError``; this module
+decides how each attempt runs, so that conflicts end in a commit rather
+than a 409 or 500. Every retry first sleeps a jittered backoff
+(``zeostore.retry_backoff``, ``retry_backoff_max``); a request that
+conflicts twice, and the last attempt in any case, *escalates*: it runs
+alone on this host (the :class:`HostLock` taken exclusively, which every
+write attempt holds shared) and syncs with the ZEO server before it
+reads, so it cannot conflict again. Request keys whose requests keep
+escalating are *hot* (:class:`HotSpots`) and queue one at a time instead
+of stalling every writer. The lock covers the processes of one host that
+share ``zeostore.lock_file`` (``false`` in ``zeostore.conflict_lock``
+turns it off); across hosts only retry and backoff remain. The tween
+that holds the lock is in :mod:`pyramid_zeostore.tweens`; why the second
+conflict, not the first, escalates is measured in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -70,7 +22,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import random
 import threading
 import time
 import zlib
@@ -80,13 +31,12 @@ from typing import Any, Callable, Hashable, Iterator
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
-from .connection import EXCLUSIVE, UNAVAILABLE
+from .backoff import pause
+from .environ import ESCALATED, EXCLUSIVE, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
 from .interfaces import IZeostoreSettings
 
 log = logging.getLogger(__name__)
-
-SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'TRACE'})
 
 #: From this retry on (1 is the first retry) a conflicted request runs
 #: exclusively; the last attempt always does.
@@ -99,10 +49,6 @@ HOT_RATIO = 0.25
 HOT_SECONDS = 5.0
 HOT_KEYS = 256  # keys a process keeps counts for (the least recent go)
 OPEN_QUEUES = 32  # queue files a thread keeps open
-
-#: environ keys shared by the attempts of one request
-HOT = 'zeostore.hot'  # the queue file of this request's hot key
-ESCALATED = 'zeostore.escalated'  # call when the request escalates
 
 
 def _open(path: str) -> int:
@@ -151,6 +97,12 @@ class _Descriptors:
 
 class HostLock:
     """A readers/writer lock shared by the processes and threads of a host.
+
+    Every write attempt holds it shared (a few system calls: writes run
+    side by side); an escalated attempt holds it exclusively, so only it
+    can commit meanwhile. A gate lock in front (``<path>.gate``) orders
+    arrivals, so a waiting exclusive holder is not starved by new shared
+    ones; the queue files of hot keys (``<path>.hot-<crc>``) go beside it.
 
     ``flock`` locks belong to an open file description, so each thread
     opens its own descriptors; the kernel then arbitrates among threads
@@ -337,12 +289,6 @@ class HotSpots:
             return stats is not None and stats[2] > self.clock()
 
 
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Seconds to sleep before retry ``attempt`` (1 is the first retry):
-    uniform in ``[0, min(cap, base * 2 ** (attempt - 1))]``."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
-
-
 def runs_exclusive(retry: int, attempts: int) -> bool:
     """Does retry number ``retry`` (1: the first) of ``attempts`` attempts
     in all run exclusively? From the second retry on, and the last."""
@@ -376,46 +322,4 @@ def before_retry(request: Any, exc: BaseException) -> None:
         escalated = environ.get(ESCALATED)
         if retry == EXCLUSIVE_FROM_RETRY and escalated is not None:
             escalated()
-    time.sleep(
-        backoff(retry, settings.retry_backoff, settings.retry_backoff_max)
-    )
-
-
-def contention_tween_factory(
-    handler: Callable[[Any], Any], registry: Any
-) -> Callable[[Any], Any]:
-    """A tween over pyramid_tm that holds the host lock around writes:
-    shared, queued for a hot key, or exclusive for an attempt the retry
-    handler escalated."""
-    settings = registry.getUtility(IZeostoreSettings)
-    if not settings.conflict_lock:
-        return handler
-    lock = HostLock(settings.lock_file)
-    hotspots = HotSpots(lock)
-
-    def contention_tween(request: Any) -> Any:
-        if request.method in SAFE_METHODS:
-            return handler(request)
-        if lock.held:  # a subrequest: runs within its parent's hold
-            return handler(request)
-        environ = request.environ
-        if not environ.get('retry.attempt'):  # the first attempt
-            key = (request.method, request.path_info)
-            queue = hotspots.started(key)
-            if queue is not None:
-                environ[HOT] = queue
-                # Sync like an exclusive attempt, to read what the one
-                # before in the queue committed. (A retry runs exclusive.)
-                environ[EXCLUSIVE] = True
-            else:
-                environ[ESCALATED] = lambda: hotspots.escalated(key)
-        if HOT in environ and not environ.get('retry.attempt'):
-            held = lock.queued(environ[HOT])
-        elif environ.get(EXCLUSIVE):
-            held = lock.exclusive()
-        else:
-            held = lock.shared()
-        with held:
-            return handler(request)
-
-    return contention_tween
+    pause(retry, settings.retry_backoff, settings.retry_backoff_max)

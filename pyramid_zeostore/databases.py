@@ -14,32 +14,28 @@ import logging
 import os
 import threading
 import time
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from ZEO.Exceptions import ClientDisconnected
+from ZODB import DB
 from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
-from .exceptions import DatabaseUnavailable, ZeostoreConfigurationError
+from . import compat
+from .backoff import pause
+from .exceptions import (
+    DatabaseUnavailable,
+    TLSFileError,
+    ZeostoreConfigurationError,
+)
 from .interfaces import IDatabases
-from .reads import ReadSlots
-from .resolvers import TLSFileError
-from .settings import DatabaseSpec, _no_password
+from .probe import client_storage
+from .settings import DatabaseSpec, parse_settings
 
 log = logging.getLogger(__name__)
 
 POLL = 0.02
 ROOT_ATTEMPTS = 10
-
-
-def _client_storage(storage):
-    """The ZEO ClientStorage under ``storage``, if there is one."""
-    # A BlobStorage proxy passes attributes through; a DemoStorage keeps
-    # the ClientStorage as its base.
-    while storage is not None and not hasattr(storage, 'is_connected'):
-        storage = getattr(storage, 'base', None)
-    return storage
-
 
 _UNKNOWN = object()
 
@@ -53,8 +49,33 @@ class Databases:
     """The databases of one configuration, opened lazily per process.
 
     Registered as the :class:`~pyramid_zeostore.interfaces.IDatabases`
-    utility by ``includeme``; scripts may build one from specs directly.
+    utility by ``includeme``; scripts build one with :meth:`from_uri` or
+    :meth:`from_settings`.
     """
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any],
+        connect_timeout: float | None = None,
+    ) -> Databases:
+        """The databases of app ``settings`` (``zodb_uri``,
+        ``zodb_uri.NAME``, ...); ``connect_timeout`` overrides
+        ``zeostore.connect_timeout``. Opens nothing.
+
+        :raises ConfigurationError: a setting is wrong or no URI is set.
+        """
+        parsed = parse_settings(settings)
+        if connect_timeout is None:
+            connect_timeout = parsed.connect_timeout
+        return cls(parsed.databases, connect_timeout)
+
+    @classmethod
+    def from_uri(
+        cls, uri: str, connect_timeout: float | None = None
+    ) -> Databases:
+        """The one database of ``uri``, as ``zodb_uri = uri`` would give."""
+        return cls.from_settings({'zodb_uri': uri}, connect_timeout)
 
     def __init__(
         self, specs: Iterable[DatabaseSpec], connect_timeout: float = 2.0
@@ -69,15 +90,13 @@ class Databases:
             )
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        #: each thread's read transaction manager and connection
-        self.read_slots = ReadSlots()
         self._pid: int | None = None
         self._dbs: dict = {}
         self._clients: dict = {}  # name -> its ZEO ClientStorage, or None
         self._disconnected: tuple | None = None
         self.bootstrapped = False
-        # (pid, monotonic time, DatabaseUnavailable args) of the last
-        # failed open: threads that queued behind it fail at once.
+        # (pid, monotonic time, DatabaseUnavailable) of the last failed
+        # open: threads that queued behind it fail at once.
         self._failed: tuple | None = None
 
     @property
@@ -116,7 +135,7 @@ class Databases:
                 # Another thread waited the full bound while this one
                 # queued for the lock: waiting again would add up the
                 # bounds of every request that arrived meanwhile.
-                raise DatabaseUnavailable(*failed[2])
+                raise failed[2].again()
             if self._pid is not None:
                 # Inherited from the parent: its ZEO client threads did not
                 # survive the fork, and closing would talk over the
@@ -132,11 +151,7 @@ class Databases:
                 for db in dbs.values():
                     db.close()
                 if isinstance(e, DatabaseUnavailable):
-                    self._failed = (
-                        pid,
-                        time.monotonic(),
-                        (e.name, e.address, e.timeout, e.reason),
-                    )
+                    self._failed = (pid, time.monotonic(), e)
                 raise
             self._dbs = dbs
             self._clients = {}
@@ -169,19 +184,21 @@ class Databases:
             if type(e).__name__ not in DBAPI_UNAVAILABLE:
                 raise
             exc = DatabaseUnavailable(
-                spec.name, _no_password(spec.uri), self.connect_timeout,
-                f'{type(e).__name__}: {e}'.strip(),
+                spec.name, spec.display_address, self.connect_timeout,
+                f'{type(e).__name__}: {e}'.strip(), zeo=False,
             )
             log.warning('%s', exc)
             raise exc from None
-        _forget_oids_on_reconnect(storage)
+        client = client_storage(storage)
+        if client is not None:
+            compat.forget_prefetched_oids(client)
         # Several processes opening an empty database at once all try to
         # create its root object; the losers retry and find the winner's.
         for attempt in range(1, ROOT_ATTEMPTS):
             try:
                 return _new_db(storage, dbs, spec, close_on_error=False)
             except ConflictError:
-                time.sleep(POLL * attempt)
+                pause(attempt, POLL, 10 * POLL)
         return _new_db(storage, dbs, spec, close_on_error=True)
 
     def unavailable(self, name: str = '') -> DatabaseUnavailable:
@@ -193,9 +210,11 @@ class Databases:
         logged as a warning.
         """
         spec = self.spec(name)
-        reason = spec.factory.diagnose() if spec.is_zeo else None
+        zeo = spec.zeo
+        reason = zeo.diagnose() if zeo is not None else None
         exc = DatabaseUnavailable(
-            name, spec.address, self.connect_timeout, reason
+            name, spec.display_address, self.connect_timeout, reason,
+            zeo=zeo is not None,
         )
         log.warning('%s', exc)
         return exc
@@ -210,9 +229,7 @@ class Databases:
         if found is None:
             found = ()
             for db in self._dbs.values():
-                adapter = getattr(db.storage, '_adapter', None)
-                driver = getattr(adapter, 'driver', None)
-                found += tuple(getattr(driver, 'disconnected_exceptions', ()))
+                found += compat.disconnected_exceptions(db.storage)
             self._disconnected = found
         return found
 
@@ -225,7 +242,7 @@ class Databases:
         db = self.get(name)
         client = self._clients.get(name, _UNKNOWN)
         if client is _UNKNOWN:
-            client = self._clients[name] = _client_storage(db.storage)
+            client = self._clients[name] = client_storage(db.storage)
         if client is None:
             return True
         while not client.is_connected():
@@ -240,7 +257,7 @@ class Databases:
         Afterwards every invalidation the server sent before has been
         seen, so a transaction begun next reads the latest committed state.
         """
-        client = _client_storage(self.get(name).storage)
+        client = client_storage(self.get(name).storage)
         if client is not None:
             client.ping()
 
@@ -261,33 +278,7 @@ class Databases:
             _open_registries.discard(self)
 
 
-def _forget_oids_on_reconnect(storage) -> None:
-    """Make a ZEO client drop its pre-fetched oids on every reconnection.
-
-    ClientStorage fetches new oids 100 at a time and keeps the rest
-    across a reconnection. A server that was killed (SIGKILL, a crash)
-    restarts from the highest oid *committed*, so it hands the unused
-    ones out again: two clients then create different objects under one
-    oid. The loser's commit fails, and ZODB's abort detaches the object
-    its connection had cached under that oid; later changes to that
-    object are then silently not saved (acknowledged writes lost).
-    """
-    client = _client_storage(storage)
-    oids = getattr(client, '_oids', None)
-    if not isinstance(oids, list):
-        return
-    notify = client.notify_connected
-
-    def notify_connected(conn, info):
-        del oids[:]  # ClientStorage only ever mutates this list
-        return notify(conn, info)
-
-    client.notify_connected = notify_connected
-
-
 def _new_db(storage, dbs: dict, spec: DatabaseSpec, close_on_error: bool):
-    from ZODB import DB
-
     try:
         return DB(storage, databases=dbs, **spec.dbkw)
     except BaseException as e:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
 
+from .environ import SAFE_METHODS, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
 from .interfaces import IDatabases, IZeostoreSettings
 
@@ -39,10 +40,8 @@ def conflict_view(exc: Exception, request: Any) -> Any:
 
 def unavailable_view(exc: Exception, request: Any) -> Any:
     """503 with ``Retry-After``: the ZEO server did not answer in time."""
-    from .connection import UNAVAILABLE
-
     settings = request.registry.getUtility(IZeostoreSettings)
-    if request.method in ('GET', 'HEAD', 'OPTIONS', 'TRACE') or not (
+    if request.method in SAFE_METHODS or not (
         request.environ.get(UNAVAILABLE)
         or not isinstance(exc, DatabaseUnavailable)  # lost mid-request
     ):

@@ -1,22 +1,31 @@
-"""Events sent through the Pyramid registry (``registry.notify(event)``).
+"""Every event pyramid_zeostore sends (``registry.notify(event)``).
 
-Subscribe with ``config.add_subscriber(handler, IObjectAdded)`` and so on;
-the interfaces live in :mod:`pyramid_zeostore.interfaces`.
+Folder events (an object added to or removed from a folder), connection
+events (a request's ZODB connection opened or closed) and the metrics of
+a finished request. Subscribe with ``config.add_subscriber(handler,
+IObjectAdded)`` and so on; the interfaces live in
+:mod:`pyramid_zeostore.interfaces`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
 from .interfaces import (
+    IConnectionEvent,
     IObjectAdded,
     IObjectEvent,
     IObjectRemoved,
     IObjectWillBeAdded,
     IObjectWillBeRemoved,
+    IZODBRequestMetrics,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pyramid.request import Request
+    from ZODB.Connection import Connection
 
 
 @implementer(IObjectEvent)
@@ -85,3 +94,48 @@ class ObjectWillBeRemoved(ObjectEvent):
 @implementer(IObjectRemoved)
 class ObjectRemoved(ObjectEvent):
     """Sent after ``object`` was removed (``top.__parent__`` is None)."""
+
+
+# -- connection events --------------------------------------------------------
+
+
+@implementer(IConnectionEvent)
+class ConnectionEvent:
+    """Base of the connection events: ``conn`` and ``request``."""
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+
+
+class ZODBConnectionOpened(ConnectionEvent):
+    """Sent when a request's ZODB connection has been opened."""
+
+
+class ZODBConnectionWillClose(ConnectionEvent):
+    """Sent before a request's ZODB connection is aborted and closed."""
+
+
+class ZODBConnectionClosed(ConnectionEvent):
+    """Sent after a request's ZODB connection went back to the pool."""
+
+
+#: The connection events, in the order a request sends them.
+CONNECTION_EVENTS = (
+    ZODBConnectionOpened,
+    ZODBConnectionWillClose,
+    ZODBConnectionClosed,
+)
+
+
+# -- metrics ------------------------------------------------------------------
+
+
+@implementer(IZODBRequestMetrics)
+class ZODBRequestMetrics:
+    """Sent when a request that used ZODB is done, with its metrics (a
+    :class:`~pyramid_zeostore.metrics.RequestMetrics`)."""
+
+    def __init__(self, request: Any, metrics: Any) -> None:
+        self.request = request
+        self.metrics = metrics

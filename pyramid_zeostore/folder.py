@@ -40,6 +40,7 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
+from pyramid.location import inside
 from pyramid.threadlocal import get_current_registry
 from ZODB.blob import Blob
 from zope.interface import implementer
@@ -50,7 +51,7 @@ from .events import (
     ObjectWillBeAdded,
     ObjectWillBeRemoved,
 )
-from .exceptions import FolderKeyError
+from .exceptions import FolderKeyError, InvalidName
 from .interfaces import IFolder
 
 __all__ = ['Folder', 'FolderTree', 'InvalidName', 'MAX_NAME_LENGTH']
@@ -59,14 +60,6 @@ __all__ = ['Folder', 'FolderTree', 'InvalidName', 'MAX_NAME_LENGTH']
 MAX_NAME_LENGTH = 255
 
 _MISSING: Any = object()
-
-
-class InvalidName(ValueError):
-    """``name`` cannot name an object in a folder; the message says why."""
-
-    def __init__(self, message: str, name: str) -> None:
-        super().__init__(message)
-        self.name = name
 
 
 def _show(name: str) -> str:
@@ -82,17 +75,13 @@ def _show(name: str) -> str:
 
 class FolderTree(OOBTree):
     """The BTree of a folder's children: interior nodes of at most 32
-    children instead of ``OOBTree``'s 250.
+    children instead of ``OOBTree``'s 250; buckets keep 30.
 
-    Loading an interior node makes a ghost of each child it names, so in
-    a folder of a million children a lookup with a cold cache spent most
-    of its time on two nodes of 250. With 32, it loads one or two more,
-    much smaller, nodes: ``benchmarks/scale.py`` measured a cold
-    ``folder[name]`` at 1,000,000 items going from 4.0x the time at 1,000
-    to 1.8x (FileStorage; through ZEO 2.2x to 1.5x), warm lookups
-    unchanged, and two concurrent adders conflicting about a sixth as
-    often (a bucket split rewrites a smaller parent). Buckets keep 30
-    children.
+    Loading an interior node makes a ghost of each child it names, so a
+    cold lookup in a huge folder is dominated by its two widest nodes;
+    narrower nodes make it load one or two more, much smaller, ones, and
+    a bucket split rewrites a smaller parent, so concurrent adders
+    conflict less (measured in ``benchmarks/README.md``, ``scale.py``).
     """
 
     max_internal_size = 32
@@ -386,13 +375,9 @@ class Folder(Persistent):
 
     def _check_not_ancestor(self, obj: Any) -> None:
         """Raise ``ValueError`` if ``obj`` is this folder or an ancestor."""
-        node = self
-        while node is not None:
-            if node is obj:
-                raise ValueError(
-                    f'Cannot put {obj!r} into {self!r}: it would contain '
-                    f'itself')
-            node = getattr(node, '__parent__', None)
+        if inside(self, obj):
+            raise ValueError(
+                f'Cannot put {obj!r} into {self!r}: it would contain itself')
 
     def _check_placeable(self, obj: Any) -> None:
         """Raise ``ValueError`` if ``obj`` cannot be added here."""
@@ -565,9 +550,4 @@ class _Cloner:
         return new
 
     def _inside(self, obj: Any) -> bool:
-        node = obj
-        while node is not None:
-            if node is self.top:
-                return True
-            node = getattr(node, '__parent__', None)
-        return False
+        return inside(obj, self.top)

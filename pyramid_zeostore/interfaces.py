@@ -119,13 +119,48 @@ class IObjectRemoved(IObjectEvent):
 
 
 class IDatabases(Interface):
-    """The databases of one configuration, opened lazily per process."""
+    """The databases of one configuration, opened lazily per process.
+
+    Implemented by :class:`pyramid_zeostore.Databases`; registered as a
+    utility by ``includeme``. Every method opens this process's databases
+    first if it has none (a forked child opens its own).
+    """
 
     specs = Attribute('The DatabaseSpec of each database, primary first.')
+    names = Attribute("The databases' names, primary ('') first.")
     connect_timeout = Attribute('Seconds to wait for an absent ZEO server.')
+    is_open = Attribute('Has this process opened its databases?')
+    bootstrapped = Attribute(
+        'Has the app root been made in this process (see root.bootstrap)? '
+        'Reset when the databases are (re)opened.'
+    )
+
+    def spec(name=''):
+        """The DatabaseSpec called ``name``; raise KeyError."""
 
     def get(name=''):
-        """This process's ZODB.DB called ``name`` ('' is the primary)."""
+        """This process's ZODB.DB called ``name`` ('' is the primary).
+
+        Raise DatabaseUnavailable when a server does not answer in time.
+        """
+
+    def wait_connected(name, deadline):
+        """Wait until ``name``'s ZEO client is connected (True) or the
+        ``time.monotonic()`` ``deadline`` passed (False)."""
+
+    def unavailable(name=''):
+        """The DatabaseUnavailable error for ``name`` (not raised)."""
+
+    def disconnected_exceptions():
+        """The exceptions this process's storages raise when their server
+        went away (RelStorage drivers); () before they are open."""
+
+    def sync(name=''):
+        """One round trip to ``name``'s ZEO server: its invalidations are
+        then all in."""
+
+    def sync_all():
+        """``sync`` with every database."""
 
     def close():
         """Close the databases this process opened."""
@@ -144,3 +179,27 @@ class IConnectionEvent(Interface):
 
     conn = Attribute('The ZODB connection.')
     request = Attribute('The request the connection serves.')
+
+
+class IZODBRequestMetrics(Interface):
+    """A request's ZODB metrics are complete."""
+
+    request = Attribute('The request.')
+    metrics = Attribute('Its RequestMetrics, summed over its attempts.')
+
+
+class IHealthView(Interface):
+    """The health check's view callable, ``view(request) -> response``;
+    the read tween answers ``zeostore.health_path`` with it."""
+
+
+class IConnectionListeners(Interface):
+    """Which connection events have subscribers (found on first use)."""
+
+    def listening(event_class):
+        """Does anything subscribe to events of ``event_class``?"""
+
+
+class IRequestProperties(Interface):
+    """``ensure(request)``: give a request that the request factory did
+    not make (``Request.blank()``) ``tm`` and ``zodb_conn``."""

@@ -30,16 +30,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyramid.events import NewRequest
+from pyramid_retry import is_error_retryable, is_last_attempt
 from transaction.interfaces import NoTransaction
 from ZODB.POSException import ConflictError
-from zope.interface import Interface, implementer
 
-from .connection import ZODBConnectionOpened, ZODBConnectionWillClose
+from .environ import METRICS
+from .events import (
+    ZODBConnectionOpened,
+    ZODBConnectionWillClose,
+    ZODBRequestMetrics,
+)
 from .interfaces import IZeostoreSettings
 
 log = logging.getLogger(__name__)
-
-METRICS = 'zeostore.metrics'  # environ: the request's RequestMetrics
 
 
 @dataclass
@@ -67,19 +70,6 @@ class RequestMetrics:
             f'stores={self.stores} conflicts={self.conflicts} '
             f'retries={self.retries} commit={self.commit_seconds * 1000:.1f}ms'
         )
-
-
-class IZODBRequestMetrics(Interface):
-    """A request's ZODB metrics are complete (``request``, ``metrics``)."""
-
-
-@implementer(IZODBRequestMetrics)
-class ZODBRequestMetrics:
-    """Sent when a request that used ZODB is done, with its metrics."""
-
-    def __init__(self, request: Any, metrics: RequestMetrics) -> None:
-        self.request = request
-        self.metrics = metrics
 
 
 class Collector:
@@ -137,8 +127,6 @@ class Collector:
         request.add_finished_callback(self.finished)
 
     def finished(self, request: Any) -> None:
-        from pyramid_retry import is_error_retryable, is_last_attempt
-
         metrics = request.environ[METRICS]
         exc = sys.exc_info()[1]  # what ends this attempt, if anything
         # ... or what an exception view answered (a 409 for the last
@@ -176,6 +164,7 @@ class Prometheus:
     def __init__(self) -> None:
         try:
             import prometheus_client as prom
+            import prometheus_client.multiprocess  # noqa: F401
         except ImportError:
             raise ImportError(
                 'zeostore.prometheus_path needs prometheus_client: '
@@ -226,10 +215,8 @@ class Prometheus:
         prom = self.prom
         registry = self.registry
         if os.environ.get('PROMETHEUS_MULTIPROC_DIR'):
-            from prometheus_client import multiprocess
-
             registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            prom.multiprocess.MultiProcessCollector(registry)
         return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from transaction.interfaces import NoTransaction
+
+from .connection import get_connection, get_databases
+
 
 def setup(env: dict[str, Any]) -> Iterator[None]:
     """Fill the pshell environment; a generator, so pshell closes it."""
-    from .connection import get_connection, get_databases
-
     request = env['request']
     registry = env['registry']
     tm = request.tm
@@ -54,8 +56,6 @@ def setup(env: dict[str, Any]) -> Iterator[None]:
 
 
 def _active(tm: Any) -> bool:
-    from transaction.interfaces import NoTransaction
-
     try:
         tm.get()
     except NoTransaction:

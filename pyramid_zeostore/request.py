@@ -4,41 +4,31 @@
 ``request.tm``) makes Pyramid derive a new Request class for every
 request, the largest single cost of a small read. So includeme puts both
 attributes on a Request subclass registered as the request factory, and
-takes them out of the request extensions. An application's own request
-factory is subclassed the same way; request methods the application adds
-itself keep working as before.
+takes them out of the request extensions (:mod:`.compat`). An
+application's own request factory is subclassed the same way; request
+methods the application adds itself keep working as before.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Callable
 
 from pyramid.decorator import reify
-from pyramid.interfaces import IRequestExtensions, IRequestFactory
+from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request
-from pyramid.util import InstancePropertyHelper
+from pyramid_tm import create_tm
 
+from . import compat
+from .connection import zodb_conn
+from .interfaces import IRequestProperties
 
-def _properties() -> dict[str, Any]:
-    """The request properties moved onto the class: name -> the callable
-    it must be (an application's own ``tm`` or ``zodb_conn`` stays)."""
-    from pyramid_tm import create_tm
-
-    from .connection import zodb_conn
-
-    return {'tm': create_tm, 'zodb_conn': zodb_conn}
-
-
-def _unwrap(descriptor: Any) -> Any:
-    """The function behind a ``make_property`` reify descriptor."""
-    wrapped = getattr(descriptor, 'wrapped', descriptor)
-    # make_property wraps non-descriptors in ``lambda this: fn(this)``
-    closure = getattr(wrapped, '__closure__', None) or ()
-    for cell in closure:
-        if callable(cell.cell_contents):
-            return cell.cell_contents
-    return wrapped
+#: The request properties moved onto the class: name -> the function it
+#: must be (an application's own ``tm`` or ``zodb_conn`` stays).
+PROPERTIES: dict[str, Callable[[Any], Any]] = {
+    'tm': create_tm,
+    'zodb_conn': zodb_conn,
+}
 
 
 class BodylessRequestMixin:
@@ -57,11 +47,11 @@ class BodylessRequestMixin:
         if (
             environ.get('CONTENT_LENGTH') in (None, '', '0')
             and 'HTTP_TRANSFER_ENCODING' not in environ
-            and not environ.get('webob.is_body_seekable')
+            and not self.is_body_seekable  # type: ignore[attr-defined]
         ):
-            environ['wsgi.input'] = io.BytesIO()
-            environ['CONTENT_LENGTH'] = '0'
-            environ['webob.is_body_seekable'] = True
+            self.body_file_raw = io.BytesIO()  # type: ignore[attr-defined]
+            self.content_length = 0  # type: ignore[attr-defined]
+            self.is_body_seekable = True  # type: ignore[attr-defined]
             return
         super().make_body_seekable()  # type: ignore[misc]
 
@@ -87,16 +77,13 @@ def install(registry: Any) -> None:
     Does nothing if the application's request factory is not a Request
     class (the extensions then stay, as Pyramid would apply them).
     """
-    extensions = registry.queryUtility(IRequestExtensions)
     factory = registry.queryUtility(IRequestFactory, default=Request)
     if not (isinstance(factory, type) and issubclass(factory, Request)):
         return
-    descriptors = extensions.descriptors if extensions is not None else {}
     moved = {
         name: fn
-        for name, fn in _properties().items()
-        if name in descriptors
-        and _unwrap(descriptors[name]) is fn
+        for name, fn in PROPERTIES.items()
+        if compat.request_property(registry, name) is fn
     }
     if not moved:
         return
@@ -108,28 +95,17 @@ def install(registry: Any) -> None:
         '__module__': base.__module__,
         **{name: _reify(name, fn) for name, fn in moved.items()},
     })
-    for name in moved:
-        del descriptors[name]
-    if not (extensions.methods or extensions.descriptors):
-        # Nothing left to apply: the router then skips that per request.
-        registry.unregisterUtility(extensions, IRequestExtensions)
+    compat.remove_request_properties(registry, moved)
     registry.registerUtility(cls, IRequestFactory)
-    properties = {name: vars(cls)[name] for name in moved}
 
     def ensure(request: Any) -> None:
         # A request the factory did not make (``Request.blank(...)`` for a
         # subrequest) gets the attributes as Pyramid would have given them.
         if not isinstance(request, cls):
-            InstancePropertyHelper.apply_properties(request, properties)
+            for name, fn in moved.items():
+                request.set_property(fn, name, reify=True)
 
     # Called by the read tween, and where a request's connection opens
     # (subrequests without tweens). Not a NewRequest subscriber: any
     # subscriber makes Pyramid send four events on every request.
-    registry.zeostore_ensure_request = ensure
-
-
-def ensure_request(registry: Any, request: Any) -> None:
-    """Give ``request`` ``tm`` and ``zodb_conn`` if its class lacks them."""
-    ensure = getattr(registry, 'zeostore_ensure_request', None)
-    if ensure is not None:
-        ensure(request)
+    registry.registerUtility(ensure, IRequestProperties)

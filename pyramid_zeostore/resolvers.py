@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from ZEO.ClientStorage import ClientStorage
+from ZODB.DemoStorage import DemoStorage
 from zodburi.resolvers import ClientStorageURIResolver
+
+from .compat import ZODBURI_ZEO_INT_ARGS, ZODBURI_ZEO_STRING_ARGS
+from .display import format_address
+from .exceptions import TLSFileError, URIParameterError
 
 #: Parameters zodburi accepts but ZEO 6 removed, with what to do instead.
 REMOVED = {
@@ -30,15 +36,6 @@ REMOVED = {
 }
 
 SSL_PARAMS = ('ssl_certfile', 'ssl_keyfile', 'ssl_cafile')
-
-
-class URIParameterError(ValueError):
-    """A ``zeo://`` URI has a parameter that cannot work; says the fix."""
-
-    def __init__(self, uri: str, name: str, fix: str) -> None:
-        self.uri = uri
-        self.name = name
-        super().__init__(f'parameter {name!r} is not supported: {fix}')
 
 
 @dataclass(frozen=True)
@@ -76,20 +73,8 @@ class TLSOptions:
         return ctx
 
 
-class TLSFileError(ValueError):
-    """A certificate, key or CA file of a ``zeo://`` URI is unusable."""
-
-
 #: Seconds that :meth:`ZEOFactory.diagnose` may spend on all addresses.
 PROBE_TIMEOUT = 1.0
-
-
-def format_address(address: Any) -> str:
-    """``host:port``, ``[v6]:port`` or the socket path."""
-    if isinstance(address, str):
-        return address
-    host, port = address
-    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
 
 
 def probe(
@@ -209,11 +194,11 @@ class ZEOURIResolver(ClientStorageURIResolver):
 
     _int_args = tuple(
         a
-        for a in ClientStorageURIResolver._int_args
+        for a in ZODBURI_ZEO_INT_ARGS
         if a not in REMOVED and a != 'wait_timeout'
     ) + ('server_sync',)
     _float_args = ('wait_timeout',)
-    _string_args = ClientStorageURIResolver._string_args + (
+    _string_args = ZODBURI_ZEO_STRING_ARGS + (
         'addresses',
         'ssl_server_hostname',
     ) + SSL_PARAMS
@@ -268,8 +253,6 @@ class ZEOFactory:
 
         :raises TLSFileError: a TLS file cannot be used.
         """
-        from ZEO.ClientStorage import ClientStorage
-
         kw = {**defaults, **self.kw}
         if self.tls is not None:
             kw['ssl'] = self.tls.context()
@@ -277,8 +260,6 @@ class ZEOFactory:
                 kw['ssl_server_hostname'] = self.tls.server_hostname
         storage = ClientStorage(list(self.addresses), **kw)
         if self.demo:
-            from ZODB.DemoStorage import DemoStorage
-
             return DemoStorage(base=storage)
         return storage
 
@@ -308,3 +289,35 @@ class ZEOFactory:
 
 
 zeo_resolver = ZEOURIResolver()
+
+
+@dataclass(frozen=True)
+class DemoFactory:
+    """Opens a ``DemoStorage`` over the storages of two factories: what
+    ``demo:(base URI)/(changes URI)`` names. A ZEO part gets the same
+    keyword defaults (``wait_timeout``) as a ``zeo://`` database."""
+
+    base: Callable[..., Any]
+    changes: Callable[..., Any]
+
+    def __call__(self, **defaults: Any) -> Any:
+        return DemoStorage(
+            base=_open_part(self.base, defaults),
+            changes=_open_part(self.changes, defaults),
+        )
+
+
+def _open_part(factory: Callable[..., Any], defaults: dict) -> Any:
+    if isinstance(factory, (ZEOFactory, DemoFactory)):
+        return factory(**defaults)
+    return factory()
+
+
+def zeo_part(factory: Any) -> ZEOFactory | None:
+    """The ZEO factory of ``factory``: itself, or the first one inside a
+    :class:`DemoFactory`; None if it opens no ZEO client."""
+    if isinstance(factory, ZEOFactory):
+        return factory
+    if isinstance(factory, DemoFactory):
+        return zeo_part(factory.base) or zeo_part(factory.changes)
+    return None

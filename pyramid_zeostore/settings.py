@@ -8,23 +8,30 @@ uses its databases.
 
 from __future__ import annotations
 
+import functools
 import grp
 import math
 import os
+import re
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping
+from urllib.parse import parse_qsl
 
+import zodburi
 from pyramid.settings import asbool
 
+from .display import format_address, mask_password
+from .exceptions import URIParameterError
 from .exceptions import ZeostoreConfigurationError as Bad
-from .resolvers import URIParameterError, ZEOFactory, zeo_resolver
+from .resolvers import DemoFactory, ZEOFactory, zeo_part, zeo_resolver
 
 PRIMARY_KEYS = ('zodb_uri', 'zodbconn.uri')
 #: zodburi schemes that RelStorage registers (when it is installed).
 RELSTORAGE_SCHEMES = ('postgres', 'mysql', 'oracle', 'sqlite')
-DEFAULT_APPMAKER = 'pyramid_zeostore.finder.default_appmaker'
+DEFAULT_APPMAKER = 'pyramid_zeostore.root.default_appmaker'
 TRUE_FALSE = 'expected true or false'
 
 
@@ -43,18 +50,37 @@ class DatabaseSpec:
     dbkw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def zeo(self) -> ZEOFactory | None:
+        """The ZEO client factory of this database, if it has one (also
+        inside ``demo:(zeo://...)/(...)``)."""
+        return zeo_part(self.factory)
+
+    @property
     def is_zeo(self) -> bool:
-        return isinstance(self.factory, ZEOFactory)
+        return self.zeo is not None
 
     @property
     def address(self) -> Any:
-        """Where the server is, for messages; the URI if not ZEO."""
-        return self.factory.address if self.is_zeo else self.uri
+        """Where the server is, for messages; the URI (password masked)
+        if not ZEO."""
+        zeo = self.zeo
+        return zeo.address if zeo is not None else mask_password(self.uri)
+
+    @property
+    def display_address(self) -> str:
+        """:attr:`address` for people (see :mod:`.display`)."""
+        return format_address(self.address)
 
 
 @dataclass(frozen=True)
 class ZeostoreSettings:
-    """Everything pyramid_zeostore reads from the settings, validated."""
+    """Everything pyramid_zeostore reads from the settings, validated.
+
+    The defaults here are the only ones: :func:`parse_settings` takes
+    every default from these fields. ``lock_file`` and ``socket_mode``
+    are derived by the parser from other settings (beside the ZEO socket;
+    0660 when a ``socket_group`` is named).
+    """
 
     databases: tuple[DatabaseSpec, ...] = ()
     appmaker: Any = DEFAULT_APPMAKER  # dotted name or callable
@@ -64,11 +90,11 @@ class ZeostoreSettings:
     autostart_timeout: float = 30.0
     retry_after: int = 5
     conflict_lock: bool = True
-    lock_file: str | None = None
+    lock_file: str | None = None  # derived: see _lock_file()
     retry_backoff: float = 0.005
-    retry_backoff_max: float = 0.2
+    retry_backoff_max: float = 0.2  # never below retry_backoff
     retry_attempts: int = 3
-    socket_mode: int = 0o600
+    socket_mode: int = 0o600  # 0660 when a socket_group is named
     socket_group: int | None = None  # a gid
     check_on_startup: bool = True
     health_path: str | None = '/@@health'  # None: no health check
@@ -121,6 +147,62 @@ def _bool(settings: Mapping, key: str, default: bool) -> bool:
     return asbool(text)
 
 
+def _whole(low: int) -> Callable[[Mapping, str, int], int]:
+    return functools.partial(_int, low=low)
+
+
+def _slow(settings: Mapping, key: str, default: float | None) -> float | None:
+    raw = settings.get(key)
+    if raw is None:
+        return default
+    if str(raw).strip().lower() in ('', 'off', 'false'):
+        return None
+    return _float(settings, key, 0.0)
+
+
+def _path(settings: Mapping, key: str, default: str | None) -> str | None:
+    """A path setting (health check, Prometheus); 'off' (or empty) for none."""
+    raw = settings.get(key)
+    if raw is None:
+        return default
+    path = str(raw).strip()
+    if path.lower() in ('', 'off', 'false', 'none'):
+        return None
+    if not path.startswith('/') or any(c.isspace() for c in path):
+        raise Bad(
+            key, raw,
+            "expected a URL path starting with /, or 'off'",
+        )
+    return path
+
+
+#: The settings read the plain way: key, ZeostoreSettings field, reader
+#: ``reader(settings, key, default)``. The default is the field's.
+READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ('zeostore.connect_timeout', 'connect_timeout', _float),
+    ('zeostore.autostart', 'autostart', _bool),
+    ('zeostore.autostart_timeout', 'autostart_timeout', _float),
+    ('zeostore.retry_after', 'retry_after', _whole(0)),
+    ('zeostore.conflict_lock', 'conflict_lock', _bool),
+    ('zeostore.retry_backoff', 'retry_backoff', _float),
+    ('zeostore.retry_backoff_max', 'retry_backoff_max', _float),
+    ('retry.attempts', 'retry_attempts', _whole(1)),
+    ('zeostore.check_on_startup', 'check_on_startup', _bool),
+    ('zeostore.health_path', 'health_path', _path),
+    ('zeostore.metrics', 'metrics', _bool),
+    ('zeostore.fast_reads', 'fast_reads', _bool),
+    ('zeostore.read_your_writes', 'read_your_writes', _bool),
+    ('zeostore.slow_request_log', 'slow_request_log', _slow),
+    ('zeostore.prometheus_path', 'prometheus_path', _path),
+)
+
+
+@functools.cache
+def defaults() -> dict[str, Any]:
+    """Each :class:`ZeostoreSettings` field's default, by field name."""
+    return {f.name: f.default for f in fields(ZeostoreSettings)}
+
+
 def _socket_group(settings: Mapping) -> int | None:
     key = 'zeostore.socket_group'
     raw = settings.get(key)
@@ -153,7 +235,8 @@ def _socket_mode(settings: Mapping, group: int | None) -> int:
     raw = settings.get(key)
     if raw is None or str(raw).strip() == '':
         # Owner only, unless a group is named: then that group too.
-        return 0o600 if group is None else 0o660
+        default = defaults()['socket_mode']
+        return default if group is None else default | 0o060
     if isinstance(raw, int) and not isinstance(raw, bool):
         mode = raw
     else:
@@ -174,13 +257,13 @@ def _socket_mode(settings: Mapping, group: int | None) -> int:
 
 
 def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
-    """Resolve ``uri`` with zodburi (``zeo://`` with our superset).
+    """Resolve ``uri`` to a storage factory and ``ZODB.DB`` keywords.
 
+    ``zeo://`` goes to the package's resolver (a superset of zodburi's),
+    also inside ``demo:(base)/(changes)``; every other scheme to zodburi.
     Raises :class:`ConfigurationError` naming ``key`` for an unknown
     scheme, an unknown parameter or a value of the wrong kind.
     """
-    import zodburi
-
     uri = uri.strip()
     if ':' not in uri:
         raise Bad(
@@ -190,66 +273,117 @@ def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
             'file:///path/to/Data.fs or memory://',
         )
     try:
-        if uri.startswith('zeo://'):
-            factory, raw = zeo_resolver(uri)
-            return factory, zodburi._get_dbkw(raw)
-        return zodburi.resolve_uri(uri)
-    except zodburi.NoResolverForScheme:
-        schemes = sorted(
-            ep.name for ep in _entry_points('zodburi.resolvers')
-        )
-        scheme = uri.split(':', 1)[0].lower()
-        if scheme in ('postgresql', 'pgsql'):
-            raise Bad(
-                key,
-                _no_password(uri),
-                'expected postgres://user:password@host:port/dbname: '
-                "RelStorage's scheme for PostgreSQL is postgres://, not "
-                f'{scheme}://',
-            ) from None
-        hint = ''
-        if scheme in RELSTORAGE_SCHEMES:
-            hint = (
-                f'; {scheme}:// is RelStorage\'s: pip install '
-                '"pyramid_zeostore[relstorage]"'
-            )
-        raise Bad(
-            key,
-            _no_password(uri),
-            'expected a URI scheme a zodburi resolver provides '
-            f'({", ".join(schemes)}){hint}',
-        ) from None
+        return _resolve(uri)
+    except zodburi.NoResolverForScheme as e:
+        raise _unknown_scheme(key, e.uri) from None
     except zodburi.UnknownDatabaseKeywords as e:
         raise Bad(
             key,
-            _no_password(uri),
+            mask_password(uri),
             f'unknown URI parameter(s) {", ".join(sorted(e.kw))}',
         ) from None
     except URIParameterError as e:
         raise Bad(key, uri, str(e)) from None
     except Exception as e:  # ZConfig and the resolvers raise their own
         raise Bad(
-            key, _no_password(uri), f'expected a valid database URI ({e})'
+            key, mask_password(uri), f'expected a valid database URI ({e})'
         ) from None
 
 
-def _no_password(uri: str) -> str:
-    """``uri`` with its password (RelStorage URIs have one) masked."""
-    head, sep, tail = uri.partition('://')
-    netloc = tail.split('/', 1)[0].split('?', 1)[0]
-    if not sep or '@' not in netloc:
-        return uri
-    userinfo, host = netloc.rsplit('@', 1)
-    if ':' not in userinfo:
-        return uri
-    user = userinfo.split(':', 1)[0]
-    return f'{head}://{user}:***@{host}' + tail[len(netloc):]
+#: ``demo:(base URI)/(changes URI)#DB keywords``, as zodburi spells it
+DEMO_URI = re.compile(
+    r'^demo:\((?P<base>.*)\)/\((?P<changes>.*)\)(?:#(?P<frag>.*))?$'
+)
 
 
-def _entry_points(group: str):
-    from importlib.metadata import entry_points
+def _resolve(uri: str) -> tuple[Callable[..., Any], dict]:
+    if uri.startswith('zeo://'):
+        factory, raw = zeo_resolver(uri)
+        return factory, db_keywords(raw)
+    match = DEMO_URI.match(uri)
+    if match is None:
+        return zodburi.resolve_uri(uri)
+    # zodburi's demo: resolver would send a zeo:// part to zodburi's own
+    # zeo resolver (no server_sync, TLS or connect_timeout): resolve
+    # each part here.
+    parts = []
+    for part in ('base', 'changes'):
+        factory, kw = _resolve(match.group(part))
+        if kw != db_keywords({}):
+            raise ValueError(
+                f'demo: DB parameters go after "#" ({part} part '
+                f'{mask_password(match.group(part))!r} has some)'
+            )
+        parts.append(factory)
+    raw = dict(parse_qsl(match.group('frag') or ''))
+    return DemoFactory(*parts), db_keywords(raw)
 
-    return entry_points(group=group)
+
+#: zodburi's byte sizes: ``500mb``, ``2 GB``, ``1048576``
+BYTES = re.compile(r'\s*(\d+)\s*([kmg])b\s*$')
+BYTE_UNITS = {'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30}
+
+
+def db_keywords(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``ZODB.DB`` keywords from a URI's ``connection_*`` and
+    ``database_name`` parameters, as ``zodburi.resolve_uri`` makes them
+    for every scheme (its defaults, its parameter names).
+
+    :raises zodburi.UnknownDatabaseKeywords: any other parameter.
+    """
+    kw = dict(_zodburi_defaults())
+    unknown = {}
+    for name, value in raw.items():
+        param = name[len('connection_'):]
+        if name == 'database_name':
+            kw[name] = value
+        elif (
+            name.startswith('connection_')
+            and param in zodburi.CONNECTION_PARAMETERS
+        ):
+            if isinstance(value, str) and param in zodburi.BYTES_PARAMETERS:
+                match = BYTES.match(value.lower())
+                value = (
+                    int(match.group(1)) * BYTE_UNITS[match.group(2)]
+                    if match else int(value)
+                )
+            kw[param] = int(value)
+        else:
+            unknown[name] = value
+    if unknown:
+        raise zodburi.UnknownDatabaseKeywords(unknown)
+    return kw
+
+
+@functools.cache
+def _zodburi_defaults() -> dict[str, Any]:
+    """The ``ZODB.DB`` keywords zodburi gives a URI without parameters."""
+    return dict(zodburi.resolve_uri('memory://')[1])
+
+
+def _unknown_scheme(key: str, uri: str) -> Bad:
+    schemes = sorted(ep.name for ep in entry_points(group='zodburi.resolvers'))
+    scheme = uri.split(':', 1)[0].lower()
+    if scheme in ('postgresql', 'pgsql'):
+        return Bad(
+            key,
+            mask_password(uri),
+            'expected postgres://user:password@host:port/dbname: '
+            "RelStorage's scheme for PostgreSQL is postgres://, not "
+            f'{scheme}://',
+        )
+    hint = ''
+    if scheme in RELSTORAGE_SCHEMES:
+        hint = (
+            f'; {scheme}:// is RelStorage\'s: pip install '
+            '"pyramid_zeostore[relstorage]"'
+        )
+    return Bad(
+        key,
+        mask_password(uri),
+        'expected a URI scheme a zodburi resolver provides '
+        f'({", ".join(schemes)}){hint}',
+    )
 
 
 def _database_specs(settings: Mapping) -> tuple[DatabaseSpec, ...]:
@@ -311,7 +445,7 @@ def _lock_file(settings: Mapping, primary: DatabaseSpec | None) -> str:
     if configured:
         return str(configured)
     if primary is not None and primary.is_zeo:
-        address = primary.factory.addresses[0]
+        address = primary.zeo.addresses[0]
         if isinstance(address, str):
             # Beside the socket: every process of this host that talks to
             # this server finds the same lock.
@@ -323,75 +457,38 @@ def _lock_file(settings: Mapping, primary: DatabaseSpec | None) -> str:
 def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
     """Validate ``settings`` and return a :class:`ZeostoreSettings`.
 
+    Opens nothing: URIs are resolved (zodburi turns them into storage
+    factories), no storage is made.
+
     :raises pyramid.exceptions.ConfigurationError: naming the key, the
         value and what was expected.
     """
-    databases = _database_specs(settings)
-    autostart = _bool(settings, 'zeostore.autostart', False)
-    zeo_conf = settings.get('zeostore.zeo_conf') or None
-    if autostart and not zeo_conf:
+    default = defaults()
+    values = {
+        name: read(settings, key, default[name])
+        for key, name, read in READERS
+    }
+    databases = values['databases'] = _database_specs(settings)
+    zeo_conf = values['zeo_conf'] = settings.get('zeostore.zeo_conf') or None
+    if values['autostart'] and not zeo_conf:
         raise Bad(
             'zeostore.zeo_conf',
             zeo_conf,
             'expected the path of the zeo.conf that zeostore.autostart '
             'starts (e.g. %(here)s/zeo.conf)',
         )
-    if autostart and not os.path.isfile(zeo_conf):
+    if values['autostart'] and not os.path.isfile(zeo_conf):
         raise Bad('zeostore.zeo_conf', zeo_conf, 'expected an existing file')
-    appmaker = settings.get('zeostore.appmaker') or DEFAULT_APPMAKER
+    appmaker = settings.get('zeostore.appmaker') or default['appmaker']
     if isinstance(appmaker, str):
         appmaker = appmaker.strip()
-    backoff = _float(settings, 'zeostore.retry_backoff', 0.005)
-    socket_group = _socket_group(settings)
-    return ZeostoreSettings(
-        databases=databases,
-        appmaker=appmaker,
-        connect_timeout=_float(settings, 'zeostore.connect_timeout', 2.0),
-        autostart=autostart,
-        zeo_conf=zeo_conf,
-        autostart_timeout=_float(
-            settings, 'zeostore.autostart_timeout', 30.0
-        ),
-        retry_after=_int(settings, 'zeostore.retry_after', 5, low=0),
-        conflict_lock=_bool(settings, 'zeostore.conflict_lock', True),
-        lock_file=_lock_file(settings, databases[0] if databases else None),
-        retry_backoff=backoff,
-        retry_backoff_max=max(
-            backoff, _float(settings, 'zeostore.retry_backoff_max', 0.2)
-        ),
-        retry_attempts=_int(settings, 'retry.attempts', 3, low=1),
-        socket_mode=_socket_mode(settings, socket_group),
-        socket_group=socket_group,
-        check_on_startup=_bool(settings, 'zeostore.check_on_startup', True),
-        health_path=_path(settings, 'zeostore.health_path', '/@@health'),
-        metrics=_bool(settings, 'zeostore.metrics', False),
-        fast_reads=_bool(settings, 'zeostore.fast_reads', True),
-        read_your_writes=_bool(
-            settings, 'zeostore.read_your_writes', True
-        ),
-        slow_request_log=_slow(settings),
-        prometheus_path=_path(settings, 'zeostore.prometheus_path', None),
+    values['appmaker'] = appmaker
+    values['retry_backoff_max'] = max(
+        values['retry_backoff'], values['retry_backoff_max']
     )
-
-
-def _slow(settings: Mapping) -> float | None:
-    raw = settings.get('zeostore.slow_request_log')
-    if raw is None or str(raw).strip().lower() in ('', 'off', 'false'):
-        return None
-    return _float(settings, 'zeostore.slow_request_log', 0.0)
-
-
-def _path(settings: Mapping, key: str, default: str | None) -> str | None:
-    """A path setting (health check, Prometheus); 'off' (or empty) for none."""
-    raw = settings.get(key)
-    if raw is None:
-        return default
-    path = str(raw).strip()
-    if path.lower() in ('', 'off', 'false', 'none'):
-        return None
-    if not path.startswith('/') or any(c.isspace() for c in path):
-        raise Bad(
-            key, raw,
-            "expected a URL path starting with /, or 'off'",
-        )
-    return path
+    group = values['socket_group'] = _socket_group(settings)
+    values['socket_mode'] = _socket_mode(settings, group)
+    values['lock_file'] = _lock_file(
+        settings, databases[0] if databases else None
+    )
+    return ZeostoreSettings(**values)

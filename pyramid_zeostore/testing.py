@@ -53,8 +53,17 @@ import tempfile
 from typing import Any, Iterator
 
 import pytest
+import transaction
+from paste.deploy.loadwsgi import APP, loadcontext
+from pyramid import testing
+from pyramid.scripting import prepare
 
-from . import zeoserver
+from . import compat, zeoserver
+from .app import main
+from .connection import attach_connection, ensure_request, get_databases
+from .databases import Databases
+from .interfaces import IAppmaker, IDatabases
+from .root import bootstrap_once
 
 ZEO_CONF = """\
 %define VAR {var}
@@ -212,8 +221,6 @@ def load_ini_app(value: str, root: str) -> tuple[Any, dict, dict]:
     (``use = egg:...`` or ``call:...``) can be split into its factory and
     its settings.
     """
-    from paste.deploy.loadwsgi import APP, loadcontext
-
     path, _, name = value.partition('#')
     path = os.path.join(root, path)
     if not os.path.isfile(path):
@@ -266,11 +273,7 @@ def app_settings(_zeostore_ini, zodb_uri: str, tmp_path) -> dict[str, Any]:
 def zodb_databases(app_settings: dict) -> Iterator[Any]:
     """The databases of ``app_settings``, opened on first use, closed
     after the test; the app of ``wsgi_app`` uses these very ones."""
-    from .databases import Databases
-    from .settings import parse_settings
-
-    parsed = parse_settings(app_settings)
-    databases = Databases(parsed.databases, parsed.connect_timeout)
+    databases = Databases.from_settings(app_settings)
     yield databases
     databases.close()
 
@@ -291,8 +294,6 @@ def zodb_conn(zodb_db) -> Iterator[Any]:
     connection's transaction is ended, so it sees what the request
     committed.
     """
-    import transaction
-
     tm = transaction.TransactionManager()
     conn = zodb_db.open(transaction_manager=tm)
     yield conn
@@ -312,8 +313,7 @@ def sync(conn: Any) -> None:
     :raises AssertionError: it has changes not committed (which would be
         lost, and which no request could see).
     """
-    # ZODB keeps the objects changed in the current transaction here.
-    changed = getattr(conn, '_registered_objects', ())
+    changed = compat.changed_objects(conn)
     if changed:
         raise AssertionError(
             f'zodb_root has {len(changed)} changed object(s) not '
@@ -336,8 +336,6 @@ def app_factory(_zeostore_ini) -> Any:
     """
     if _zeostore_ini:
         return _zeostore_ini[0]
-    from . import main
-
     return main
 
 
@@ -350,10 +348,6 @@ def wsgi_app(
     databases replaced by ``zodb_databases`` (so the test sees what the
     app commits, and the other way round) and its root made by its
     appmaker, as ``pyramid_zeostore.main`` does at startup."""
-    from .connection import get_databases
-    from .finder import bootstrap
-    from .interfaces import IAppmaker, IDatabases
-
     global_config = dict(_zeostore_ini[1]) if _zeostore_ini else {}
     app = app_factory(global_config, **app_settings)
     registry = getattr(app, 'registry', None)
@@ -365,8 +359,7 @@ def wsgi_app(
     registry.registerUtility(zodb_databases, IDatabases)
     appmaker = registry.queryUtility(IAppmaker)
     if appmaker is not None and not zodb_databases.bootstrapped:
-        bootstrap(get_databases(registry).get(''), appmaker)
-        zodb_databases.bootstrapped = True
+        bootstrap_once(get_databases(registry), appmaker)
         sync(zodb_conn)
     return app
 
@@ -407,30 +400,21 @@ def dummy_request(wsgi_app, zodb_conn) -> Iterator[Any]:
     and ``request.root`` and ``request.context``: the app root on that
     connection.
     """
-    from pyramid import testing
-    from pyramid.interfaces import IRootFactory
-    from pyramid.request import apply_request_extensions
-    from pyramid.threadlocal import manager
-
-    from .request import ensure_request
-
     registry = wsgi_app.registry
     tm = zodb_conn.transaction_manager
     request = testing.DummyRequest()
     request.registry = registry
     request.environ['tm.manager'] = tm  # what pyramid_tm's request.tm reads
-    apply_request_extensions(request)
     # ``tm`` and ``zodb_conn`` live on the app's request class (see
     # request.py): give them to this request as Pyramid would.
     ensure_request(registry, request)
     request.tm = tm
-    # connection.py's cache of the request's connection: get_connection()
-    # and request.zodb_conn return the test's.
-    request.__dict__['_zeostore_conn'] = zodb_conn
-    manager.push({'registry': registry, 'request': request})
+    # get_connection() and request.zodb_conn return the test's.
+    attach_connection(request, zodb_conn)
+    # The current request and registry, the root from the root factory.
+    env = prepare(request=request, registry=registry)
     try:
-        root = registry.getUtility(IRootFactory)(request)
-        request.root = request.context = root
+        request.root = env['root']
         yield request
     finally:
-        manager.pop()
+        env['closer']()

@@ -22,6 +22,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
+import ZConfig
+import ZConfig.datatypes
+import ZConfig.loader
+import ZEO
+from ZODB.config import BlobStorage, FileStorage
+
 Address = Union[str, tuple]
 
 log = logging.getLogger(__name__)
@@ -87,8 +93,6 @@ def read_zeo_conf(path: str) -> ZEOConf:
 
     :raises ValueError: the address has no port to connect to.
     """
-    import ZConfig
-
     path = os.path.abspath(path)
     config, _ = ZConfig.loadConfig(_schema(), path)
     here = os.path.dirname(path)
@@ -118,8 +122,6 @@ def read_zeo_conf(path: str) -> ZEOConf:
 
 def _file_storages(openers, here: str) -> tuple[FileStorageConf, ...]:
     """The ``<filestorage>`` sections, bare or in a ``<blobstorage>``."""
-    from ZODB.config import BlobStorage, FileStorage
-
     found = []
     for opener in openers:
         inner, blob_dir = opener, None
@@ -141,9 +143,6 @@ def _schema():
     # ZEO's schema, except that the folders of paths (storage, pid file,
     # log) need not exist yet, nor be relative to *our* working folder:
     # runzeo checks them in its own, once ensure_server created var_dir.
-    import ZConfig.datatypes
-    import ZConfig.loader
-    import ZEO
 
     stock = dict(ZConfig.datatypes.stock_datatypes)
     stock['existing-dirpath'] = os.path.expanduser

@@ -1,21 +1,26 @@
 """The subcommands of ``pzeo`` (see :mod:`pyramid_zeostore.cli`) and what
-they share: reading the ini, finding the ZEO server's zeo.conf."""
+they share: reading the ini, finding the ZEO server's zeo.conf, picking
+databases, showing sizes, keeping the logs quiet where the command
+prints the reason itself."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from ..settings import ZeostoreSettings, parse_settings
+from pyramid.paster import get_appsettings
 
+from ..exceptions import CommandError
+from ..settings import DatabaseSpec, ZeostoreSettings, parse_settings
 
-class CommandError(Exception):
-    """A failure to report in one line, with an exit status."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = [
+    'CommandError', 'add_ini', 'add_zeo_conf', 'app_settings', 'human',
+    'load_settings', 'quiet_logger', 'select', 'split_config_uri',
+    'zeo_conf_path',
+]
 
 
 def add_ini(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +46,6 @@ def split_config_uri(args: argparse.Namespace) -> tuple[str, str]:
 
 def app_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The raw settings of the ini's app section (no app is built)."""
-    from pyramid.paster import get_appsettings
-
     path, section = split_config_uri(args)
     try:
         return dict(get_appsettings(path, section))
@@ -76,3 +79,47 @@ def add_zeo_conf(parser: argparse.ArgumentParser) -> None:
         help='the ZEO server\'s zeo.conf (default: zeostore.zeo_conf '
         'from the ini)',
     )
+
+
+def select(
+    specs: Iterable[DatabaseSpec], name: str | None
+) -> tuple[DatabaseSpec, ...]:
+    """The specs named by ``--db`` (a name or a key); all if None.
+
+    :raises CommandError: (status 2) no database has that name or key.
+    """
+    specs = tuple(specs)
+    if name is None:
+        return specs
+    for spec in specs:
+        if name in (spec.name, spec.key):
+            return (spec,)
+    known = ', '.join(repr(s.name) + f' ({s.key})' for s in specs)
+    raise CommandError(f'no database {name!r} in the ini: {known}', 2)
+
+
+def human(n: float) -> str:
+    """``n`` bytes for people: 512 bytes, 1.5 KiB, 2.0 MiB, ..."""
+    if n < 1024:
+        return f'{n:.0f} bytes'
+    for unit in ('KiB', 'MiB', 'GiB'):
+        n /= 1024
+        if n < 1024 or unit == 'GiB':
+            break
+    return f'{n:.1f} {unit}'
+
+
+@contextlib.contextmanager
+def quiet_logger(
+    name: str = 'pyramid_zeostore.databases', level: int = logging.ERROR
+) -> Iterator[None]:
+    """Log only ``level`` and above on logger ``name`` meanwhile: the
+    command prints the reason itself (by default, why a server is down,
+    which the databases' warning would say twice)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

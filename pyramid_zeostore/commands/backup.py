@@ -37,6 +37,11 @@ import sys
 import tempfile
 import time
 
+import ZConfig
+from ZODB.blob import BLOB_SUFFIX, LAYOUT_MARKER
+from ZODB.utils import repr_to_oid, u64
+
+from ..zeoserver import read_zeo_conf
 from . import (
     CommandError,
     add_ini,
@@ -135,10 +140,6 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
 
 def zeo_storages(args: argparse.Namespace) -> tuple:
     """The FileStorages of the zeo.conf (``--storage``: that one)."""
-    import ZConfig
-
-    from ..zeoserver import read_zeo_conf
-
     path = zeo_conf_path(args, load_settings(args))
     try:
         conf = read_zeo_conf(path)
@@ -223,8 +224,6 @@ def last_tid(path: str) -> bytes | None:
     """The id of the last transaction in a repozo data file, read from
     its end (FileStorage's redundant transaction length); None if the
     file holds no transaction."""
-    from ZODB.utils import u64
-
     with open(path, 'rb') as f:
         end = f.seek(0, os.SEEK_END)
         if end <= (4 if path.endswith('.fs') else 0):  # just the magic
@@ -248,9 +247,6 @@ def snapshot_blobs(
     ``repository/blobs/stamp``; a file that ``previous`` (an earlier
     snapshot) has is hard-linked from there instead. Returns (copied,
     linked)."""
-    from ZODB.blob import BLOB_SUFFIX, LAYOUT_MARKER
-    from ZODB.utils import repr_to_oid
-
     final = os.path.join(repository, BLOBS, stamp)
     part = final + '.part'
     if os.path.isdir(part):  # left by a backup that was interrupted

@@ -34,7 +34,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ..settings import _no_password as display
+from ZEO.ClientStorage import ClientStorage
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.blob import is_blob_record
+from ZODB.interfaces import IBlobStorageRestoreable
+from ZODB.POSException import POSKeyError
+from ZODB.TimeStamp import TimeStamp
+from ZODB.utils import oid_repr, p64, u64, z64
+
+from ..display import mask_password as display
+from ..resolvers import TLSFileError
+from ..settings import DatabaseSpec, resolve
 from . import CommandError
 
 ORDER = 50
@@ -121,8 +131,6 @@ class Progress:
 
 
 def _spec(label: str, uri: str):
-    from ..settings import DatabaseSpec, resolve
-
     factory, dbkw = resolve(label, uri)
     return DatabaseSpec('', label, uri.strip(), factory, dbkw)
 
@@ -138,10 +146,6 @@ def _check_source_file(uri: str) -> None:
 
 def open_storage(role: str, spec, timeout: float) -> Any:
     """The storage of ``spec``; a ZEO client waits ``timeout`` seconds."""
-    from ZEO.Exceptions import ClientDisconnected
-
-    from ..resolvers import TLSFileError
-
     try:
         if spec.is_zeo:
             return spec.factory(wait_timeout=timeout)
@@ -177,16 +181,12 @@ def _first_tid(storage: Any, start: bytes | None = None,
 
 
 def tid_repr(tid: bytes) -> str:
-    from ZODB.TimeStamp import TimeStamp
-
     return f'0x{tid.hex()} ({TimeStamp(tid)} UTC)'
 
 
 def _start(source: Any, destination: Any, args: argparse.Namespace,
            src: str, dst: str) -> bytes | None:
     """Where to start in the source; refuses what must not be copied."""
-    from ZODB.utils import p64, u64, z64
-
     last = destination.lastTransaction() or z64
     if last == z64:
         if _first_tid(source) is None:
@@ -223,9 +223,6 @@ class Copier:
     """Replays the source's transactions on the destination."""
 
     def __init__(self, source: Any, destination: Any, dst: str) -> None:
-        from ZEO.ClientStorage import ClientStorage
-        from ZODB.interfaces import IBlobStorageRestoreable
-
         self.source = source
         self.destination = destination
         self.dst = dst
@@ -252,8 +249,6 @@ class Copier:
         return self.counts
 
     def _transaction(self, txn: Any) -> None:
-        from ZODB.blob import is_blob_record
-
         destination = self.destination
         records = blobs = 0
         destination.tpc_begin(txn, txn.tid, txn.status)
@@ -279,8 +274,6 @@ class Copier:
         self.counts.blobs += blobs
 
     def _blob(self, txn: Any, record: Any) -> None:
-        from ZODB.utils import oid_repr
-
         where = f'object {oid_repr(record.oid)} of {tid_repr(txn.tid)}'
         if self.store_blob is None:
             raise CommandError(
@@ -319,8 +312,6 @@ class Copier:
         # ZEO has no restoreBlob: store it, against the revision the
         # destination holds now, in the transaction begun with the
         # source's tid (so the tid is kept all the same).
-        from ZODB.POSException import POSKeyError
-        from ZODB.utils import z64
 
         try:
             serial = self.destination.load(record.oid)[1]

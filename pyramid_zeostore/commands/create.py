@@ -12,6 +12,7 @@ import keyword
 import os
 import re
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from . import CommandError
 
@@ -134,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _version() -> str:
     """The lowest pyramid_zeostore the new project may use: this one."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version('pyramid_zeostore')
     except PackageNotFoundError:  # a bare checkout on sys.path

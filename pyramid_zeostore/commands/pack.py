@@ -9,14 +9,14 @@ the FileStorage itself, which must not be in use by another process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import math
 import time
-from typing import Iterator
 
-from . import CommandError, add_ini, load_settings
+from zc.lockfile import LockError
+
+from ..databases import Databases
+from . import add_ini, human, load_settings, quiet_logger, select
 
 ORDER = 40
 
@@ -67,17 +67,6 @@ def _days(text: str) -> float:
     return days
 
 
-def select(specs, name: str | None) -> tuple:
-    """The specs named by ``--db`` (a name or a key); all if None."""
-    if name is None:
-        return tuple(specs)
-    for spec in specs:
-        if name in (spec.name, spec.key):
-            return (spec,)
-    known = ', '.join(repr(s.name) + f' ({s.key})' for s in specs)
-    raise CommandError(f'no database {name!r} in the ini: {known}', 2)
-
-
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     specs = select(settings.databases, args.db)
@@ -96,18 +85,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pack_one(spec, timeout: float, days: float, say) -> dict:
-    from ..databases import Databases
-
     row = {
-        'name': spec.name, 'key': spec.key, 'address': str(spec.address),
+        'name': spec.name, 'key': spec.key, 'address': spec.display_address,
         'size_before': None, 'size_after': None,
         'objects_before': None, 'objects_after': None,
         'seconds': None, 'error': None,
     }
-    say(f'packing {spec.key} ({spec.address}) ...', end=' ', flush=True)
+    say(
+        f'packing {spec.key} ({spec.display_address}) ...',
+        end=' ', flush=True,
+    )
     databases = Databases([spec], timeout)
     try:
-        with quiet_databases():
+        with quiet_logger():
             db = databases.get(spec.name)
         databases.sync(spec.name)
         row['size_before'] = db.getSize()
@@ -134,35 +124,9 @@ def _pack_one(spec, timeout: float, days: float, say) -> dict:
     return row
 
 
-@contextlib.contextmanager
-def quiet_databases() -> Iterator[None]:
-    """The reason a server is down is printed by the command: the
-    warning of ``pyramid_zeostore.databases`` would say it twice."""
-    logger = logging.getLogger('pyramid_zeostore.databases')
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _reason(e: Exception) -> str:
-    from zc.lockfile import LockError
-
     text = str(e) or type(e).__name__
     if isinstance(e, LockError):
         text += (' (in use by another process: pack a served file through '
                  'its ZEO server, with a zeo:// URI)')
     return text
-
-
-def human(n: float) -> str:
-    """``n`` bytes for people: 512 bytes, 1.5 KiB, 2.0 MiB, ..."""
-    if n < 1024:
-        return f'{n:.0f} bytes'
-    for unit in ('KiB', 'MiB', 'GiB'):
-        n /= 1024
-        if n < 1024 or unit == 'GiB':
-            break
-    return f'{n:.1f} {unit}'

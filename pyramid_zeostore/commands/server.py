@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import zeoserver
 from . import CommandError, add_ini, add_zeo_conf, load_settings, zeo_conf_path
 
 ORDER = 20
@@ -44,8 +45,6 @@ def register(subparsers) -> None:
 
 
 def _conf(args: argparse.Namespace):
-    from .. import zeoserver
-
     settings = load_settings(args)
     try:
         conf = zeoserver.read_zeo_conf(zeo_conf_path(args, settings))
@@ -56,8 +55,6 @@ def _conf(args: argparse.Namespace):
 
 def _clean_stale_pid_file(conf) -> bool:
     """Remove a pid file that names no live runzeo; True if removed."""
-    from .. import zeoserver
-
     if (
         conf.pid_file
         and os.path.exists(conf.pid_file)
@@ -70,8 +67,6 @@ def _clean_stale_pid_file(conf) -> bool:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    from .. import zeoserver
-
     settings, conf = _conf(args)
     if zeoserver.is_listening(conf.address):
         pid = zeoserver.server_pid(conf)
@@ -97,8 +92,6 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    from .. import zeoserver
-
     _, conf = _conf(args)
     pid = zeoserver.server_pid(conf)
     if pid is not None:

@@ -12,12 +12,17 @@ prints it and exits 0); ``sys.exit(n)`` in a script exits with ``n``.
 from __future__ import annotations
 
 import argparse
+import code
 import contextlib
 import runpy
 import sys
 import traceback
 from typing import Any, Iterator
 
+from pyramid.paster import bootstrap, setup_logging
+
+from ..connection import get_databases
+from ..pshell import setup
 from . import CommandError, add_ini, split_config_uri
 
 ORDER = 30
@@ -55,11 +60,6 @@ def register(subparsers) -> None:
 @contextlib.contextmanager
 def session(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """The pshell environment of the ini's app, closed at exit."""
-    from pyramid.paster import bootstrap, setup_logging
-
-    from ..connection import get_databases
-    from ..pshell import setup
-
     path, section = split_config_uri(args)
     setup_logging(path)
     env = bootstrap(f'{path}#{section}')
@@ -98,8 +98,6 @@ def _exit_status(e: SystemExit) -> int:
 
 def run_shell(args: argparse.Namespace) -> int:
     if args.code is None and sys.stdin.isatty():
-        import code
-
         with session(args) as env:
             code.interact(
                 banner='pzeo shell: root, zodb_root, conn, db, tm, '

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import asdict
 
-from . import add_ini, load_settings
-from .pack import human
+from ..databases import Databases
+from ..display import address_json
+from ..probe import check
+from . import add_ini, human, load_settings, quiet_logger
 
 ORDER = 10
 
@@ -33,30 +34,24 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..databases import Databases
-    from ..health import _address, check
-
     settings = load_settings(args)
     timeout = (
         settings.connect_timeout if args.timeout is None else args.timeout
     )
     databases = Databases(settings.databases, timeout)
     # The reason a server is down is printed below; not twice.
-    quiet = logging.getLogger('pyramid_zeostore.databases')
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        found = check(databases, timeout)
+        with quiet_logger():
+            found = check(databases, timeout)
         rows = []
         for health in found:
-            row = dict(asdict(health), address=_address(health.address))
+            row = dict(asdict(health), address=address_json(health.address))
             if health.connected:
                 db = databases.get(health.name)
                 row['size_bytes'] = db.getSize()
                 row['objects'] = db.objectCount()
             rows.append(row)
     finally:
-        quiet.setLevel(level)
         databases.close()
     down = [row['name'] for row in rows if not row['connected']]
     if args.json:

@@ -32,11 +32,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import transaction
 import zodbpickle.pickle
+from ZODB import DB
+from ZODB.blob import Blob, FilesystemHelper
+from ZODB.broken import find_global
+from ZODB.FileStorage import FileStorage
+from ZODB.fsIndex import fsIndex
+from ZODB.POSException import POSError
+from ZODB.serialize import referencesf
+from ZODB.utils import load_current, oid_repr, p64, u64
 
-from . import CommandError, add_ini, add_zeo_conf, load_settings
+from ..databases import Databases
+from . import (
+    CommandError,
+    add_ini,
+    add_zeo_conf,
+    load_settings,
+    quiet_logger,
+    select,
+)
 from .backup import add_storage, zeo_storages
-from .pack import quiet_databases, select
 
 ORDER = 60
 
@@ -94,8 +110,6 @@ class Problem:
     path: str | None = None
 
     def describe(self) -> str:
-        from ZODB.utils import oid_repr
-
         where = f' at {self.path}' if self.path else (
             '' if self.path is None else ' (not reachable from the root)'
         )
@@ -139,8 +153,6 @@ class _Unpickler(zodbpickle.pickle.Unpickler):
         self.missing: set[str] = set()
 
     def find_class(self, module: str, name: str):
-        from ZODB.broken import find_global
-
         try:
             return super().find_class(module, name)
         except Exception:
@@ -168,8 +180,6 @@ def check_record(
 ) -> list[bytes]:
     """Check one record; return the oids it references (same
     database, not weak)."""
-    from ZODB.blob import Blob
-
     reader = _Unpickler(data)
     try:
         meta = reader.load()
@@ -229,9 +239,6 @@ def _oid_of(e: Exception) -> bytes | None:
 def check_storage(storage, fshelper=None) -> Report:
     """Check every current record of ``storage``; the paths of the
     problems are found afterwards by :func:`name_problems`."""
-    from ZODB.fsIndex import fsIndex
-    from ZODB.utils import p64, u64
-
     report = Report()
     seen = fsIndex()  # the oids read: a set, 16 bytes or so each
     pending: dict[bytes, bytes] = {}  # referenced, not yet read: referrer
@@ -261,7 +268,6 @@ def check_storage(storage, fshelper=None) -> Report:
                 pending.setdefault(ref, oid)
         if after is None:
             break
-    from ZODB.utils import oid_repr
 
     for oid, referrer in sorted(pending.items()):
         report.problem(
@@ -275,9 +281,6 @@ def check_storage(storage, fshelper=None) -> Report:
 def find_parents(storage, targets) -> dict[bytes, bytes | None]:
     """A breadth-first walk of the references from the root: for each
     object reached, the object it was first reached from."""
-    from ZODB.serialize import referencesf
-    from ZODB.utils import load_current
-
     parents: dict[bytes, bytes | None] = {Z64: None}
     queue = collections.deque([Z64])
     left = set(targets) - {Z64}
@@ -297,26 +300,21 @@ def find_parents(storage, targets) -> dict[bytes, bytes | None]:
 
 def name_problems(report: Report, db) -> None:
     """Set the path from the root of each problem that has one."""
-    import transaction
-
     parents = find_parents(db.storage, report.problems)
     conn = db.open(transaction_manager=transaction.TransactionManager())
     children: dict[bytes, dict] = {}
     # Loading the damaged objects makes ZODB log errors: already told.
-    quiet = logging.getLogger('ZODB')
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL + 1)
     try:
-        for oid, problem in report.problems.items():
-            if oid not in parents:
-                problem.path = ''  # not reachable
-                continue
-            chain = [oid]
-            while parents[chain[-1]] is not None:
-                chain.append(parents[chain[-1]])
-            problem.path = _path(conn, chain[::-1], children)
+        with quiet_logger('ZODB', logging.CRITICAL + 1):
+            for oid, problem in report.problems.items():
+                if oid not in parents:
+                    problem.path = ''  # not reachable
+                    continue
+                chain = [oid]
+                while parents[chain[-1]] is not None:
+                    chain.append(parents[chain[-1]])
+                problem.path = _path(conn, chain[::-1], children)
     finally:
-        quiet.setLevel(level)
         conn.close()
 
 
@@ -362,8 +360,6 @@ def open_scanning(path: str) -> tuple[Any, list[logging.LogRecord]]:
     """``path`` opened read-only, its index rebuilt by a full scan
     (which checks every transaction and data record header), and what
     FileStorage logged meanwhile (warnings and worse)."""
-    from ZODB.FileStorage import FileStorage
-
     class Scanning(FileStorage):
         def _restore_index(self):
             return None  # no Data.fs.index: scan the whole file
@@ -380,10 +376,6 @@ def open_scanning(path: str) -> tuple[Any, list[logging.LogRecord]]:
 
 
 def _verify_file(path: str, blob_dir: str | None, label: str) -> Report:
-    from ZODB import DB
-    from ZODB.blob import FilesystemHelper
-    from ZODB.POSException import POSError
-
     print(f'verifying {label}: {path} ...', flush=True)
     if not os.path.isfile(path):
         raise CommandError(f'no such file: {path}', 2)
@@ -419,13 +411,11 @@ def _verify_file(path: str, blob_dir: str | None, label: str) -> Report:
 
 
 def _verify_spec(spec, timeout: float) -> Report:
-    from ..databases import Databases
-
-    print(f'verifying {spec.key} ({spec.address}) ...', flush=True)
+    print(f'verifying {spec.key} ({spec.display_address}) ...', flush=True)
     databases = Databases([spec], timeout)
     try:
         try:
-            with quiet_databases():
+            with quiet_logger():
                 db = databases.get(spec.name)
         except Exception as e:  # down, refused, locked, ...
             return Report(errors=[f'cannot open it: {e}'])

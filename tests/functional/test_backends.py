@@ -159,9 +159,9 @@ def test_file_database_moves_to_postgres(tmp_path, servers):
         assert last_transaction(server) > seen
         status = pzeo('status', ini)
         assert status.returncode == 0, status.stderr
-        assert f'zodb_uri: up at postgres://127.0.0.1:{pg.port}/zodb' in (
-            status.stdout
-        )
+        assert (
+            f'zodb_uri: up at postgres://zodb:***@127.0.0.1:{pg.port}/zodb'
+        ) in status.stdout
         assert 'zodb-secret' not in status.stdout
         server.stop()
         cluster = pg.processes()

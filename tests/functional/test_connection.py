@@ -55,7 +55,7 @@ def make_app(zeo_server, tmp_path, **settings):
     }
     config = Configurator(settings=settings)
     config.include('pyramid_zeostore')
-    config.include('pyramid_zeostore.views')
+    config.include('pyramid_zeostore.app')
     config.add_view(boom, name='boom')
     config.add_view(write, name='write', renderer='json')
     config.add_view(write_then_fail, name='write_then_fail')

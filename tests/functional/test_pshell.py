@@ -58,7 +58,7 @@ def test_pshell_commit_is_seen_by_the_next_request(
     )[0] == 201
 
     out = pshell(ini, """
-        from pyramid_zeostore.content import Item
+        from pyramid_zeostore.app.content import Item
         print('WEB', sorted(root))
         print('KINDS', type(root).__name__, root is zodb_root['app_root'])
         print('HAVE', conn is root._p_jar, db is conn.db(), tm is request.tm)
@@ -83,7 +83,7 @@ def test_pshell_abort_exit_and_read_your_writes(
     ini = fconf.write_ini(tmp_path, zeo_server.uri(server_sync='true'))
     app = servers(fconf.pserve(ini))
     out = pshell(ini, """
-        from pyramid_zeostore.content import Item
+        from pyramid_zeostore.app.content import Item
         root['kept'] = Item()
         commit()
         root['aborted'] = Item()
@@ -101,7 +101,7 @@ def test_pshell_abort_exit_and_read_your_writes(
     # inside the session, 20 times: each request sees its commit.
     out = pshell(ini, f"""
         import urllib.error, urllib.request
-        from pyramid_zeostore.content import Item
+        from pyramid_zeostore.app.content import Item
         print('AGAIN', sorted(root), 'stray' in zodb_root)
         misses = []
         for i in range(20):

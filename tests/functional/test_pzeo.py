@@ -124,7 +124,7 @@ def test_shell_and_run_beside_a_running_server(project, servers):
     app = servers(fconf.pserve(str(project / 'development.ini')))  # ZEO too
     res = pzeo(
         'shell', 'development.ini', '-c',
-        'from pyramid_zeostore.content import Item\n'
+        'from pyramid_zeostore.app.content import Item\n'
         "root.add('from_shell', Item(n=1)); commit()\n"
         "root.add('not_committed', Item())\n"
         'print(sorted(root))',
@@ -146,7 +146,7 @@ def test_shell_and_run_beside_a_running_server(project, servers):
     script = project / 'job.py'
     script.write_text(
         'import sys\n'
-        'from pyramid_zeostore.content import Item\n'
+        'from pyramid_zeostore.app.content import Item\n'
         'for name in sys.argv[1:]:\n'
         '    root.add(name, Item())\n'
         'commit()\n'

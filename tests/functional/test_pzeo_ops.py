@@ -19,7 +19,7 @@ from ZODB.FileStorage import FileStorage
 from ZODB.utils import oid_repr, p64
 
 from pyramid_zeostore import Folder, open_root
-from pyramid_zeostore.content import Item
+from pyramid_zeostore.app.content import Item
 from tests.unit.test_commands_ops import children
 
 from .conftest import BIN, child_env, write_ini
@@ -200,7 +200,7 @@ def test_verify_finds_damage_in_a_copy(zeo_server, tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
     assert (
-        f'{oid_repr(report)} pyramid_zeostore.content.Item at '
+        f'{oid_repr(report)} pyramid_zeostore.app.content.Item at '
         '/app_root/docs/report: its state cannot be unpickled'
     ) in out
     assert (

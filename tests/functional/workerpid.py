@@ -89,7 +89,7 @@ def _slow_write(context, request):
 
     from pyramid.response import Response
 
-    from pyramid_zeostore.content import Item
+    from pyramid_zeostore.app.content import Item
 
     body = request.json_body
     name = body.get('attribute', 'counter')

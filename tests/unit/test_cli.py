@@ -17,7 +17,7 @@ def test_version_of_a_bare_checkout(monkeypatch, capsys):
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(metadata, 'version', missing)
+    monkeypatch.setattr(cli, 'version', missing)
     with pytest.raises(SystemExit):
         cli.main(['--version'])
     assert 'not installed' in capsys.readouterr().out

@@ -12,7 +12,7 @@ import pytest
 import transaction
 
 from pyramid_zeostore import Folder, cli
-from pyramid_zeostore.content import Item
+from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.settings import resolve
 
 COPIED = re.compile(

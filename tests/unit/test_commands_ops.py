@@ -30,8 +30,8 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import load_current, oid_repr, p64, z64
 
 from pyramid_zeostore import Folder, cli, open_root
+from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.commands import CommandError, backup, pack, verify
-from pyramid_zeostore.content import Item
 from tests.conftest import ZEOProcess
 
 # -- helpers ------------------------------------------------------------------
@@ -640,7 +640,7 @@ def test_verify_names_each_kind_of_damage(tmp_path, capsys, gone_module):
         line.split()[0]: line.strip()
         for line in out.splitlines() if line.startswith('  0x')
     }
-    item = 'pyramid_zeostore.content.Item'
+    item = 'pyramid_zeostore.app.content.Item'
     assert lines[oid_repr(a)].startswith(
         f'{oid_repr(a)} {item} at /app_root/docs/a: its state cannot be '
         'unpickled: '
@@ -682,7 +682,7 @@ def test_verify_accepts_old_style_records(tmp_path, capsys):
     ini, uri = project(tmp_path)
     content(uri)
     a, b = oid_of(uri, 'docs', 'a'), oid_of(uri, 'docs', 'b')
-    item = ('pyramid_zeostore.content', 'Item')
+    item = ('pyramid_zeostore.app.content', 'Item')
     ref = object()
     store(tmp_path / 'var' / 'Data.fs', {
         b: record((item, None), {'title': 'b', 'peer': ref},

@@ -1,7 +1,11 @@
 import pytest
 
 from pyramid_zeostore import Folder
-from pyramid_zeostore.content import Item, is_attribute_name, public_attributes
+from pyramid_zeostore.app.content import (
+    Item,
+    is_attribute_name,
+    public_attributes,
+)
 from pyramid_zeostore.resolvers import TLSOptions
 
 

@@ -1,4 +1,5 @@
-"""pyramid_zeostore.contention: the host lock, backoff, subscriber, tween.
+"""The host lock, hot spots, backoff, the retry policy and the contention
+tween (pyramid_zeostore.contention, .backoff, .tweens).
 
 Every wait here is bounded: lock attempts that must block run in helper
 threads joined with a timeout, and helper processes are stopped by pid.
@@ -21,25 +22,24 @@ from pyramid.registry import Registry
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, ReadConflictError
 
+from pyramid_zeostore import backoff as backoff_module
 from pyramid_zeostore import contention
-from pyramid_zeostore.connection import EXCLUSIVE, UNAVAILABLE
+from pyramid_zeostore.backoff import backoff
 from pyramid_zeostore.contention import (
-    ESCALATED,
-    HOT,
     HOT_KEYS,
     HOT_MIN_REQUESTS,
     HOT_SECONDS,
     OPEN_QUEUES,
     HostLock,
     HotSpots,
-    backoff,
     before_retry,
-    contention_tween_factory,
     runs_exclusive,
 )
+from pyramid_zeostore.environ import ESCALATED, EXCLUSIVE, HOT, UNAVAILABLE
 from pyramid_zeostore.exceptions import DatabaseUnavailable
 from pyramid_zeostore.interfaces import IZeostoreSettings
 from pyramid_zeostore.settings import ZeostoreSettings
+from pyramid_zeostore.tweens import contention_tween_factory
 
 WAIT = 10.0  # seconds: the most any step may take before the test fails
 BLOCKED = 0.3  # seconds: how long a lock attempt must stay blocked
@@ -432,7 +432,7 @@ def test_a_failed_open_leaks_no_descriptor(tmp_path):
 
 
 def test_backoff_doubles_up_to_the_cap(monkeypatch):
-    monkeypatch.setattr(contention.random, 'uniform', lambda a, b: (a, b))
+    monkeypatch.setattr(backoff_module.random, 'uniform', lambda a, b: (a, b))
     assert backoff(1, 0.005, 0.2) == (0, 0.005)
     assert backoff(2, 0.005, 0.2) == (0, 0.01)
     assert backoff(3, 0.005, 0.2) == (0, 0.02)

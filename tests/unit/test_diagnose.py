@@ -301,7 +301,7 @@ def test_open_failure_carries_and_logs_the_reason(tmp_path, caplog):
             dbs.get()
     assert 'No such file or directory' in info.value.reason
     assert str(info.value) in caplog.text
-    assert dbs._failed[2][3] == info.value.reason  # replayed with it
+    assert dbs._failed[2].reason == info.value.reason  # replayed with it
 
 
 def test_unavailable_without_zeo_has_no_reason(caplog):

@@ -1,4 +1,5 @@
-"""The health route: WebTest over real in-process storages."""
+"""The health check and the storage probe: WebTest over real in-process
+storages."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from webtest import TestApp
 
 from pyramid_zeostore import get_databases, parse_settings
 from pyramid_zeostore.databases import close_all
-from pyramid_zeostore.health import _address, check
+from pyramid_zeostore.display import address_json
+from pyramid_zeostore.probe import check, last_transaction
 
 
 def make_app(**settings):
@@ -21,7 +23,7 @@ def make_app(**settings):
     }
     with Configurator(settings=settings) as config:
         config.include('pyramid_zeostore')
-        config.include('pyramid_zeostore.views')
+        config.include('pyramid_zeostore.app')
     return TestApp(config.make_wsgi_app()), config.registry
 
 
@@ -126,12 +128,13 @@ def test_the_path_is_compared_as_the_server_gives_it():
 
 
 def test_addresses_in_json():
-    assert _address('/var/zeo.sock') == '/var/zeo.sock'
-    assert _address(('127.0.0.1', 8100)) == '127.0.0.1:8100'
-    assert _address([('a', 1), '/s']) == ['a:1', '/s']
-    assert _address('postgres://u:secret@db:5432/zodb?x=1') == (
-        'postgres://db:5432/zodb'
+    assert address_json('/var/zeo.sock') == '/var/zeo.sock'
+    assert address_json(('127.0.0.1', 8100)) == '127.0.0.1:8100'
+    assert address_json([('a', 1), '/s']) == ['a:1', '/s']
+    assert address_json('postgres://u:secret@db:5432/zodb?x=1') == (
+        'postgres://u:***@db:5432/zodb?x=1'
     )
+    assert address_json(('::1', 8100)) == '[::1]:8100'
 
 
 def test_check_is_bounded_for_a_registry_that_fails_to_open(monkeypatch):
@@ -147,10 +150,8 @@ def test_check_is_bounded_for_a_registry_that_fails_to_open(monkeypatch):
     assert not health.connected and 'nowhere' in health.error
 
 
-def test_an_empty_storage_has_no_last_transaction():
+def test_an_empty_storage_has_nolast_transaction():
     from ZODB.utils import z64
-
-    from pyramid_zeostore.health import _last_transaction
 
     class DB:
         storage = object()
@@ -159,4 +160,4 @@ def test_an_empty_storage_has_no_last_transaction():
         def lastTransaction():
             return z64
 
-    assert _last_transaction(DB()) is None
+    assert last_transaction(DB()) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyramid_tm
 import pytest
 from pyramid import testing
 from pyramid.config import Configurator
@@ -46,7 +47,7 @@ def test_includeme_registers_and_opens_nothing():
     assert registry.getUtility(IAppmaker) is pyramid_zeostore.default_appmaker
     settings = registry.settings
     assert settings['retry.attempts'] == 3
-    assert settings['tm.manager_hook'].__name__ == 'request_manager'
+    assert settings['tm.manager_hook'] is pyramid_tm.explicit_manager
 
 
 def test_includeme_without_uri_registers_no_databases():

@@ -12,9 +12,10 @@ from webtest import TestApp
 from ZODB.POSException import ConflictError
 
 from pyramid_zeostore import Folder, parse_settings
-from pyramid_zeostore.content import Item
+from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.databases import close_all
-from pyramid_zeostore.metrics import IZODBRequestMetrics, Prometheus
+from pyramid_zeostore.interfaces import IZODBRequestMetrics
+from pyramid_zeostore.metrics import Prometheus
 
 ITEMS = 10
 

@@ -6,7 +6,7 @@ import pytest
 from transaction.interfaces import NoTransaction
 
 from pyramid_zeostore import get_databases
-from pyramid_zeostore.content import Item
+from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.folder import Folder
 from pyramid_zeostore.pshell import setup
 

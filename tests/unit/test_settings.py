@@ -3,6 +3,7 @@ import os
 import pytest
 from pyramid.exceptions import ConfigurationError
 
+from pyramid_zeostore.display import mask_password
 from pyramid_zeostore.resolvers import ZEOFactory, parse_address
 from pyramid_zeostore.settings import parse_settings
 
@@ -56,7 +57,7 @@ def test_defaults():
     assert s.retry_attempts == 3
     assert s.autostart is False
     assert s.conflict_lock is True
-    assert s.appmaker == 'pyramid_zeostore.finder.default_appmaker'
+    assert s.appmaker == 'pyramid_zeostore.root.default_appmaker'
     assert s.lock_file.startswith('/')
 
 
@@ -367,9 +368,7 @@ def test_relstorage_schemes_without_relstorage(monkeypatch):
     ],
 )
 def test_passwords_are_masked_in_uri_errors(uri, shown):
-    from pyramid_zeostore.settings import _no_password
-
-    assert _no_password(uri) == shown
+    assert mask_password(uri) == shown
 
 
 @pytest.mark.parametrize(

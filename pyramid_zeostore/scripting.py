@@ -5,7 +5,7 @@ A script names either the ini of the application (``development.ini``,
 ``file://...``). With an ini the application is loaded as ``pserve`` loads
 it, so the script gets the databases and the appmaker the application
 configured (``zeostore.appmaker`` or ``config.set_zodb_appmaker``); with a
-URI it gets that database and :func:`~.finder.default_appmaker` unless
+URI it gets that database and :func:`~.root.default_appmaker` unless
 told otherwise.
 
 Each use opens the databases in this process and closes them at the end;
@@ -24,17 +24,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
-import time
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
 import transaction
+from pyramid.config import global_registries
+from pyramid.paster import get_app, setup_logging
 from transaction.interfaces import TransientError
 
+from .backoff import pause
 from .databases import Databases
-from .finder import bootstrap, default_appmaker
+from .exceptions import ZeostoreConfigurationError
 from .interfaces import IAppmaker, IDatabases
+from .root import bootstrap_once, default_appmaker
 
 __all__ = ['Attempt', 'RootOpener', 'open_db', 'open_root', 'retrying']
 
@@ -61,9 +63,6 @@ def _load(
 ) -> tuple[Databases, Appmaker]:
     """The databases and appmaker ``target`` configures (not opened)."""
     if is_ini(target):
-        from pyramid.config import global_registries
-        from pyramid.paster import get_app, setup_logging
-
         path, _, section = target.partition('#')
         section = name or section or 'main'
         setup_logging(path)
@@ -73,19 +72,13 @@ def _load(
         registry = getattr(app, 'registry', None) or global_registries.last
         databases = registry.queryUtility(IDatabases)
         if databases is None:
-            from .exceptions import ZeostoreConfigurationError
-
             raise ZeostoreConfigurationError(
                 'zodb_uri', None,
                 f'a database URI in [app:{section}] of {path} (the app '
                 f'must include pyramid_zeostore)',
             )
         return databases, appmaker or registry.getUtility(IAppmaker)
-    from .settings import parse_settings
-
-    parsed = parse_settings({'zodb_uri': target})
-    databases = Databases(parsed.databases, parsed.connect_timeout)
-    return databases, appmaker or default_appmaker
+    return Databases.from_uri(target), appmaker or default_appmaker
 
 
 @contextlib.contextmanager
@@ -193,10 +186,7 @@ class RootOpener:
             self.target, self.name, self._appmaker
         )
         try:
-            self.db = self.databases.get('')
-            if not self.databases.bootstrapped:
-                bootstrap(self.db, self.appmaker)
-                self.databases.bootstrapped = True
+            self.db = bootstrap_once(self.databases, self.appmaker)
         except BaseException:
             self._close()
             raise
@@ -237,11 +227,7 @@ class RootOpener:
                 yield attempt
                 if attempt.failed is None:
                     return
-                time.sleep(
-                    random.uniform(
-                        0, min(BACKOFF_MAX, BACKOFF * 2 ** (number - 1))
-                    )
-                )
+                pause(number, BACKOFF, BACKOFF_MAX)
         finally:
             self._close()
 
@@ -263,7 +249,7 @@ def open_root(
 
     ``name`` is the ini's app section (default ``main``, or the
     ``#name`` of ``target``); ``appmaker`` overrides the configured one.
-    The root is bootstrapped first (see :func:`~.finder.bootstrap`), so a
+    The root is bootstrapped first (see :func:`~.root.bootstrap`), so a
     script may be the first to touch a new database.
     """
     return RootOpener(target, name, attempts=attempts, appmaker=appmaker)

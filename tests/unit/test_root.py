@@ -19,7 +19,8 @@ from pyramid_zeostore import (
     get_connection,
     parse_settings,
 )
-from pyramid_zeostore.databases import _client_storage, close_all
+from pyramid_zeostore.databases import close_all
+from pyramid_zeostore.probe import client_storage as _client_storage
 
 
 def specs(**settings):
@@ -68,7 +69,7 @@ def test_bootstrap_retries_conflicts_then_gives_up(monkeypatch):
             raise ConflictError('busy')
         zodb_root['app_root'] = Folder()
 
-    monkeypatch.setattr('pyramid_zeostore.finder.time.sleep', lambda s: None)
+    monkeypatch.setattr('pyramid_zeostore.backoff.time.sleep', lambda s: None)
     bootstrap(db, flaky)
     assert len(calls) == 3
 
@@ -264,7 +265,7 @@ def test_root_creation_conflicts_are_retried(monkeypatch):
             raise ConflictError('root made by another process')
         return real(*args, **kw)
 
-    monkeypatch.setattr(ZODB, 'DB', racing_db)
+    monkeypatch.setattr('pyramid_zeostore.databases.DB', racing_db)
     monkeypatch.setattr('pyramid_zeostore.databases.POLL', 0)
     databases = Databases(specs())
     assert databases.get().database_name == ''
@@ -274,7 +275,7 @@ def test_root_creation_conflicts_are_retried(monkeypatch):
     def always(*args, **kw):
         raise ConflictError('never settles')
 
-    monkeypatch.setattr(ZODB, 'DB', always)
+    monkeypatch.setattr('pyramid_zeostore.databases.DB', always)
     with pytest.raises(ConflictError):
         Databases(specs()).get()
 

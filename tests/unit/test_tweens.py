@@ -1,4 +1,5 @@
-"""Fast reads and the request class, over a real FileStorage (WebTest)."""
+"""The tweens (fast reads, the sync cookie) and the request class, over a
+real FileStorage (WebTest)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from transaction.interfaces import NoTransaction
 from webtest import TestApp
 from ZODB.POSException import ConflictError
 
-from pyramid_zeostore import get_connection, get_databases
-from pyramid_zeostore.content import Item
+from pyramid_zeostore import compat, get_connection, get_databases
+from pyramid_zeostore.app.content import Item
+from pyramid_zeostore.connection import ReadSlots
 from pyramid_zeostore.databases import close_all
-from pyramid_zeostore.reads import FAST, ReadSlots, request_manager
+from pyramid_zeostore.environ import FAST
 from pyramid_zeostore.request import ZeostoreRequest
 
 POST = {'headers': {'X-CSRF-Token': 't'}}
@@ -32,7 +34,7 @@ def seen(context, request):
         'tm': id(request.tm),
         'fast': FAST in request.environ,
         'hits': getattr(context, 'hits', 0),
-        'joined': len(request.tm.get()._resources),
+        'joined': int(compat.has_joined(request.tm.get())),
     }
 
 
@@ -54,6 +56,11 @@ def sub(context, request):
     return {'inner': response.json, 'outer': seen(context, request)}
 
 
+def slots_of(app):
+    """The read slots of ``app``'s read tween (the outermost)."""
+    return app.app.handle_request.slots
+
+
 def file_settings(tmp_path, **settings):
     """An app's settings over a FileStorage in ``tmp_path``."""
     return {
@@ -69,7 +76,7 @@ def make_app(tmp_path, factory=None, **settings):
     if factory is not None:
         config.set_request_factory(factory)
     config.include('pyramid_zeostore')
-    config.include('pyramid_zeostore.views')
+    config.include('pyramid_zeostore.app')
     config.add_view(seen, name='seen', renderer='json', require_csrf=False)
     config.add_view(hit, name='hit', renderer='json')
     config.add_view(fail, name='fail')
@@ -119,7 +126,7 @@ def test_each_thread_has_its_own(tmp_path):
 
 def test_a_read_that_writes_is_run_again_and_committed(tmp_path, caplog):
     app, registry = make_app(tmp_path)
-    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.tweens'):
         res = app.get('/@@hit')
         app.get('/@@hit')
     # first attempt on the read path (aborted), then the committing one
@@ -135,7 +142,7 @@ def test_with_one_attempt_a_read_that_writes_commits_at_once(
     tmp_path, caplog
 ):
     app, registry = make_app(tmp_path, **{'retry.attempts': 1})
-    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.tweens'):
         assert app.get('/@@hit').json == {'hits': 1, 'attempt': 0}
     assert app.get('/@@seen').json['hits'] == 1
     assert 'committed' in caplog.text
@@ -145,7 +152,7 @@ def test_a_failing_read_frees_the_slot(tmp_path):
     app, registry = make_app(tmp_path)
     with pytest.raises(LookupError):
         app.get('/@@fail')
-    slot = get_databases(registry).read_slots.get()
+    slot = slots_of(app).get()
     assert not slot.busy
     assert app.get('/@@seen').json['fast']
 
@@ -177,7 +184,7 @@ def test_an_apps_own_manager_hook_turns_fast_reads_off(tmp_path):
     assert app.get('/@@seen').json['fast']  # the same as ours
     get_databases(registry).close()
     app, registry = make_app(
-        tmp_path, **{'tm.manager_hook': 'tests.unit.test_reads.own_hook'}
+        tmp_path, **{'tm.manager_hook': 'tests.unit.test_tweens.own_hook'}
     )
     assert not app.get('/@@seen').json['fast']
 
@@ -190,7 +197,7 @@ def test_slots_after_a_fork_and_a_reopen(tmp_path, monkeypatch):
     app, registry = make_app(tmp_path)
     databases = get_databases(registry)
     conn = app.get('/@@seen').json['conn']
-    slots: ReadSlots = databases.read_slots
+    slots: ReadSlots = slots_of(app)
     slot = slots.get()
     assert slots.get() is slot
     monkeypatch.setattr('os.getpid', lambda: slot.pid + 1)
@@ -199,13 +206,6 @@ def test_slots_after_a_fork_and_a_reopen(tmp_path, monkeypatch):
     slots.slot = slot
     databases.close()  # reopened on the next request: a new connection
     assert app.get('/@@seen').json['conn'] != conn
-
-
-def test_request_manager_outside_a_fast_read():
-    request = Request.blank('/')
-    tm = request_manager(request)
-    assert tm.explicit
-    assert request_manager(request) is not tm
 
 
 def test_request_attributes_live_on_the_class(tmp_path):
@@ -315,7 +315,7 @@ def test_a_route_view_that_writes_is_named_by_its_route(tmp_path, caplog):
         config.add_route('bump', '/bump')
         config.add_view(bump, route_name='bump', renderer='json')
     app = TestApp(config.make_wsgi_app())
-    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.reads'):
+    with caplog.at_level(logging.WARNING, 'pyramid_zeostore.tweens'):
         assert app.get('/bump').json == 1
     assert "GET /bump, route 'bump'" in caplog.text
 
@@ -332,12 +332,6 @@ def test_an_app_that_brings_both_attributes_keeps_its_factory(tmp_path):
         config.add_request_method(own_hook, 'tm', reify=True)
         config.add_request_method(own_hook, 'zodb_conn', reify=True)
     assert config.registry.queryUtility(IRequestFactory) is None
-
-
-def test_unwrap_a_plain_function():
-    from pyramid_zeostore.request import _unwrap
-
-    assert _unwrap(own_hook) is own_hook
 
 
 # -- bodies: what pyramid_retry's make_body_seekable costs ------------------

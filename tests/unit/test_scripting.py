@@ -7,8 +7,8 @@ from pyramid.exceptions import ConfigurationError
 from ZODB.POSException import ConflictError
 
 from pyramid_zeostore import Folder
-from pyramid_zeostore.content import Item
-from pyramid_zeostore.scripts import is_ini, open_db, open_root, retrying
+from pyramid_zeostore.app.content import Item
+from pyramid_zeostore.scripting import is_ini, open_db, open_root, retrying
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def write_app_ini(path, uri, app='use = egg:pyramid_zeostore', extra=''):
 def test_an_ini_gives_the_apps_databases_and_appmaker(tmp_path, fs_uri):
     ini = write_app_ini(
         tmp_path / 'app.ini', fs_uri,
-        extra='zeostore.appmaker = tests.unit.test_scripts.other_appmaker',
+        extra='zeostore.appmaker = tests.unit.test_scripting.other_appmaker',
     )
     with open_root(ini) as root:
         root.add('from-ini', Item())
@@ -230,7 +230,7 @@ def test_an_ini_with_a_pipeline(tmp_path, fs_uri):
     path = tmp_path / 'app.ini'
     path.write_text(
         '[pipeline:main]\npipeline = noop zeostore\n'
-        '[filter:noop]\nuse = call:tests.unit.test_scripts:noop_filter\n'
+        '[filter:noop]\nuse = call:tests.unit.test_scripting:noop_filter\n'
         f'[app:zeostore]\nuse = egg:pyramid_zeostore\nzodb_uri = {fs_uri}\n'
         'zeostore.check_on_startup = false\n'
     )
@@ -252,7 +252,7 @@ def noop_filter(global_conf, **local_conf):
 def test_an_ini_without_the_package(tmp_path):
     path = tmp_path / 'app.ini'
     path.write_text(
-        '[app:main]\nuse = call:tests.unit.test_scripts:bare_app\n'
+        '[app:main]\nuse = call:tests.unit.test_scripting:bare_app\n'
     )
     with pytest.raises(ConfigurationError, match='include pyramid_zeostore'):
         with open_root(str(path)):

@@ -1,4 +1,4 @@
-"""Leaf content of the default app: an :class:`Item` with attributes."""
+"""Leaf content of the ready app: an :class:`Item` with attributes."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     from pyramid_zeostore import open_root
-    from pyramid_zeostore.content import Item
+    from pyramid_zeostore.app.content import Item
 
     target = sys.argv[1]
     for attempt in open_root(target, attempts=5):

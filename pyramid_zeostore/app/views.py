@@ -1,4 +1,4 @@
-"""The default app's pages and JSON API, by traversal over the folder tree.
+"""The ready app's pages and JSON API, by traversal over the folder tree.
 
 Reads: ``GET`` any object (HTML, or JSON with ``Accept: application/json``
 or ``?format=json``); folders list a page at a time (``?after=&size=``).
@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from pyramid.csrf import CookieCSRFStoragePolicy, get_csrf_token
+from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPConflict,
@@ -26,8 +26,8 @@ from pyramid.httpexceptions import (
 from pyramid.response import Response
 from pyramid.traversal import quote_path_segment, resource_path
 
+from ..folder import Folder
 from .content import Item, is_attribute_name, public_attributes
-from .folder import Folder
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -235,14 +235,3 @@ def _html(data: dict, request: Any) -> str:
         ]
     parts.append('</body></html>')
     return ''.join(parts)
-
-
-def includeme(config: Any) -> None:
-    """Register the default app's views, with CSRF checks on writes."""
-    config.set_csrf_storage_policy(CookieCSRFStoragePolicy())
-    config.set_default_csrf_options(require_csrf=True)
-    config.add_view(show, request_method=('GET', 'HEAD'))
-    config.add_view(create, context=Folder, request_method='POST')
-    config.add_view(update, request_method='PATCH')
-    config.add_view(delete, request_method='DELETE')
-    config.add_view(increment, name='increment', request_method='POST')

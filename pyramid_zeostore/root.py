@@ -9,16 +9,16 @@ exactly one app root. After that the appmaker only ever reads.
 
 from __future__ import annotations
 
-import random
-import time
 from typing import Any, Callable, Mapping
 
 import transaction
 from pyramid.threadlocal import get_current_request
 from ZODB.POSException import ConflictError
 
+from .backoff import pause
 from .connection import get_connection, get_databases, wait_available
 from .databases import Databases
+from .environ import CLOSER, CONNECTION
 from .folder import Folder
 from .interfaces import IAppmaker
 
@@ -45,7 +45,7 @@ def bootstrap(db: Any, appmaker: Appmaker) -> None:
     root. Uses a private transaction manager, never the global one.
     """
     tm = transaction.TransactionManager(explicit=True)
-    for attempt in range(BOOTSTRAP_ATTEMPTS):
+    for attempt in range(1, BOOTSTRAP_ATTEMPTS + 1):
         tm.begin()
         conn = db.open(transaction_manager=tm)
         try:
@@ -54,14 +54,27 @@ def bootstrap(db: Any, appmaker: Appmaker) -> None:
             return
         except ConflictError:
             tm.abort()
-            if attempt + 1 == BOOTSTRAP_ATTEMPTS:
+            if attempt == BOOTSTRAP_ATTEMPTS:
                 raise
-            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
+            pause(attempt, 0.01, 0.32)
         except BaseException:
             tm.abort()
             raise
         finally:
             conn.close()
+
+
+def bootstrap_once(databases: Databases, appmaker: Appmaker) -> Any:
+    """:func:`bootstrap` the primary database of ``databases`` unless this
+    process did already (since they were last opened); return its DB.
+
+    :raises DatabaseUnavailable: a ZEO server did not answer in time.
+    """
+    db = databases.get('')
+    if not databases.bootstrapped:
+        bootstrap(db, appmaker)
+        databases.bootstrapped = True
+    return db
 
 
 def root_factory(request: Any) -> Any:
@@ -78,9 +91,21 @@ def root_factory(request: Any) -> Any:
         # Before the request's connection opens, so that its snapshot
         # already holds the root the bootstrap committed.
         wait_available(request)
-        bootstrap(databases.get(''), appmaker)
-        databases.bootstrapped = True
+        bootstrap_once(databases, appmaker)
     return appmaker(get_connection(request).root())
+
+
+def check_databases(registry: Any) -> None:
+    """Open, bootstrap and close this registry's databases: the ready
+    app's startup check.
+
+    :raises DatabaseUnavailable: a ZEO server did not answer in time.
+    """
+    databases = get_databases(registry)
+    try:
+        bootstrap_once(databases, registry.getUtility(IAppmaker))
+    finally:
+        databases.close()
 
 
 class PersistentApplicationFinder:
@@ -103,19 +128,12 @@ class PersistentApplicationFinder:
         appmaker: Appmaker = default_appmaker,
         connect_timeout: float = 2.0,
     ) -> None:
-        from .settings import parse_settings
-
         self.uri = uri
         self.appmaker = appmaker
-        spec = parse_settings({'zodb_uri': uri}).databases
-        self.databases = Databases(spec, connect_timeout)
+        self.databases = Databases.from_uri(uri, connect_timeout)
 
     def __call__(self, environ: Mapping[str, Any]) -> Any:
-        databases = self.databases
-        db = databases.get('')
-        if not databases.bootstrapped:
-            bootstrap(db, self.appmaker)
-            databases.bootstrapped = True
+        db = bootstrap_once(self.databases, self.appmaker)
         tm = environ.get('tm.manager')
         if tm is None:
             tm = transaction.TransactionManager(explicit=True)
@@ -129,8 +147,8 @@ class PersistentApplicationFinder:
                 pass
             conn.close()
 
-        environ['zeostore.closer'] = closer
-        environ['zeostore.connection'] = conn
+        environ[CLOSER] = closer
+        environ[CONNECTION] = conn
         request = get_current_request()
         if request is not None and request.environ is environ:
             request.add_finished_callback(lambda request: closer())

@@ -1,0 +1,159 @@
+"""Every reach into another library's private attributes, in one place.
+
+No public API does these jobs. Each function names what it relies on and
+the version of the library it was checked against (:data:`CHECKED`);
+``tests/unit/test_compat.py`` has a canary for each that fails loudly
+when the library changes shape, so that an upgrade cannot turn one of
+them off in silence. Two of them guard correctness, not speed: without
+:func:`forget_prefetched_oids` acknowledged writes can be lost after a
+ZEO server crash, and without :func:`disconnected_exceptions` a
+RelStorage outage answers 500 instead of 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+from typing import Any, Callable
+
+from pyramid.interfaces import IRequestExtensions
+from zodburi.resolvers import ClientStorageURIResolver
+
+log = logging.getLogger(__name__)
+
+#: The versions each reach was last checked against.
+CHECKED = {
+    'ZEO': '6.2',
+    'RelStorage': '4.3.0',
+    'transaction': '5.1',
+    'ZODB': '6.4',
+    'pyramid': '2.1',
+    'zodburi': '3.0.0',
+}
+
+# -- ZEO ---------------------------------------------------------------------
+
+
+def forget_prefetched_oids(client: Any) -> bool:
+    """Make a ZEO ``ClientStorage`` drop its pre-fetched oids whenever it
+    (re)connects. Returns False (and logs an error) if ``client`` does
+    not have the shape this was written for.
+
+    ZEO 6.2: ``ClientStorage._oids`` is the list of oids fetched 100 at a
+    time by ``new_oid()``; ``notify_connected(conn, info)`` is called on
+    every connection. A server that was killed (SIGKILL, a crash) starts
+    again from the highest oid *committed* and hands the unused ones out
+    again: two clients then create different objects under one oid, the
+    loser's abort detaches its object, and later changes to it are
+    silently not saved.
+    """
+    oids = getattr(client, '_oids', None)
+    notify = getattr(client, 'notify_connected', None)
+    if not isinstance(oids, list) or not callable(notify):
+        log.error(
+            'ZEO %s: ClientStorage has no _oids list / notify_connected; '
+            'pre-fetched oids are kept across reconnections, so writes '
+            'may be lost after a ZEO server crash (checked with ZEO %s)',
+            version('ZEO'), CHECKED['ZEO'],
+        )
+        return False
+
+    def notify_connected(conn: Any, info: Any) -> Any:
+        del oids[:]  # ClientStorage only ever mutates this list
+        return notify(conn, info)
+
+    client.notify_connected = notify_connected
+    return True
+
+
+# -- RelStorage --------------------------------------------------------------
+
+
+def disconnected_exceptions(storage: Any) -> tuple:
+    """The exceptions a RelStorage storage's driver raises when its SQL
+    server went away; ``()`` for any other storage.
+
+    RelStorage 4.3: ``storage._adapter.driver.disconnected_exceptions``.
+    """
+    adapter = getattr(storage, '_adapter', None)
+    driver = getattr(adapter, 'driver', None)
+    return tuple(getattr(driver, 'disconnected_exceptions', ()))
+
+
+# -- transaction --------------------------------------------------------------
+
+
+def current_transaction(tm: Any) -> Any:
+    """``tm``'s transaction if one is under way, else None, without
+    making one (``get()`` makes one on a non-explicit manager).
+
+    transaction 5.1: ``TransactionManager._txn``.
+    """
+    return tm._txn
+
+
+def has_joined(txn: Any) -> bool:
+    """Has any data manager joined ``txn`` (a change to commit)?
+
+    transaction 5.1: ``Transaction._resources``.
+    """
+    return bool(txn._resources)
+
+
+# -- ZODB ---------------------------------------------------------------------
+
+
+def changed_objects(conn: Any) -> list:
+    """The objects changed through ``conn`` in its current transaction.
+
+    ZODB 6.4: ``Connection._registered_objects``.
+    """
+    return list(getattr(conn, '_registered_objects', ()))
+
+
+# -- pyramid ------------------------------------------------------------------
+
+
+def request_property(registry: Any, name: str) -> Callable | None:
+    """The function behind request property ``name`` (added with
+    ``config.add_request_method(fn, name, reify=True)``), or None.
+
+    Pyramid 2.1: ``IRequestExtensions.descriptors`` maps the name to the
+    descriptor ``InstancePropertyHelper.make_property`` built: a reify
+    (``.wrapped``) of ``lambda this: fn(this)`` (a closure over ``fn``).
+    """
+    extensions = registry.queryUtility(IRequestExtensions)
+    if extensions is None or name not in extensions.descriptors:
+        return None
+    descriptor = extensions.descriptors[name]
+    wrapped = getattr(descriptor, 'wrapped', descriptor)
+    for cell in getattr(wrapped, '__closure__', None) or ():
+        if callable(cell.cell_contents):
+            return cell.cell_contents
+    return wrapped
+
+
+def remove_request_properties(registry: Any, names: Any) -> None:
+    """Take request properties ``names`` out of the request extensions,
+    and the extensions out of the registry once they are empty (the
+    router then applies none per request: Pyramid builds a class per
+    request to apply them).
+
+    Pyramid 2.1: the ``IRequestExtensions`` utility's ``descriptors`` and
+    ``methods`` dicts.
+    """
+    extensions = registry.queryUtility(IRequestExtensions)
+    if extensions is None:
+        return
+    for name in names:
+        extensions.descriptors.pop(name, None)
+    if not (extensions.methods or extensions.descriptors):
+        registry.unregisterUtility(extensions, IRequestExtensions)
+
+
+# -- zodburi ------------------------------------------------------------------
+
+#: zodburi 3.0: the ``zeo://`` parameters its resolver declares, by the
+#: converter that reads them (the ``Resolver`` subclass extension point).
+ZODBURI_ZEO_INT_ARGS: tuple = ClientStorageURIResolver._int_args
+ZODBURI_ZEO_STRING_ARGS: tuple = ClientStorageURIResolver._string_args

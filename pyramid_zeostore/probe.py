@@ -1,0 +1,104 @@
+"""The storage probe: is each database's server there, and how is it.
+
+The health check (``/@@health``) and ``pzeo status`` ask the same
+questions of the same storages, so they share these functions: find the
+ZEO client under a storage, make one round trip, read the last committed
+transaction. Nothing here knows of requests or views.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ZODB.interfaces import IMVCCStorage
+from ZODB.TimeStamp import TimeStamp
+from ZODB.utils import z64
+
+from .exceptions import DatabaseUnavailable
+
+
+def client_storage(storage: Any) -> Any:
+    """The ZEO ``ClientStorage`` under ``storage``, or None.
+
+    A BlobStorage proxy passes attributes through; a DemoStorage keeps
+    the ClientStorage as its ``base`` (the pytest plugin's
+    ``demo:(zeo://...)/(memory://)``).
+    """
+    while storage is not None and not hasattr(storage, 'is_connected'):
+        storage = getattr(storage, 'base', None)
+    return storage
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """What one database looked like to this process just now."""
+
+    name: str  # '' for the primary
+    key: str  # its setting: zodb_uri, zodb_uri.NAME
+    address: Any
+    connected: bool
+    ping_ms: float | None = None  # one round trip; None: not a ZEO client
+    last_transaction: str | None = None  # ISO 8601, UTC; None: empty
+    connections: int | None = None  # clients of this storage, per server
+    error: str | None = None
+
+
+def last_transaction(db: Any) -> str | None:
+    """When ``db``'s last transaction was committed (ISO 8601, UTC), or
+    None for an empty database."""
+    storage = db.storage
+    if IMVCCStorage.providedBy(storage):
+        # RelStorage: the DB's own instance only sees what it polled;
+        # a new instance asks the database server (a round trip, which
+        # fails when the server is down).
+        instance = storage.new_instance()
+        try:
+            tid = instance.lastTransaction()
+        finally:
+            instance.release()
+    else:
+        tid = db.lastTransaction()
+    if not tid or tid == z64:
+        return None
+    seconds = TimeStamp(tid).timeTime()
+    return datetime.datetime.fromtimestamp(
+        seconds, datetime.timezone.utc
+    ).isoformat()
+
+
+def check(databases: Any, timeout: float) -> list[DatabaseHealth]:
+    """The health of every database of ``databases`` (an
+    :class:`~pyramid_zeostore.interfaces.IDatabases`), within ``timeout``
+    seconds in all (less when all answer)."""
+    deadline = time.monotonic() + timeout
+    found = []
+    for spec in databases.specs:
+        report = {'name': spec.name, 'key': spec.key, 'address': spec.address}
+        try:
+            db = databases.get(spec.name)  # opens them all on first use
+            if not databases.wait_connected(spec.name, deadline):
+                raise databases.unavailable(spec.name)
+            client = client_storage(db.storage)
+            if client is not None:
+                started = time.monotonic()
+                status = client.server_status(
+                    timeout=max(deadline - started, 0.001)
+                )
+                report['ping_ms'] = round(
+                    (time.monotonic() - started) * 1000, 3
+                )
+                report['connections'] = status.get('connections')
+            report['last_transaction'] = last_transaction(db)
+            found.append(DatabaseHealth(connected=True, **report))
+        except Exception as e:  # down, or broke while asked
+            if isinstance(e, DatabaseUnavailable):
+                error = str(e)
+            else:
+                error = f'{type(e).__name__}: {e}'
+            found.append(
+                DatabaseHealth(connected=False, error=error, **report)
+            )
+    return found

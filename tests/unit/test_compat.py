@@ -1,0 +1,188 @@
+"""Canaries for pyramid_zeostore.compat: each fails loudly when a library
+changes the shape of what the package reaches into.
+
+If one of these fails after an upgrade, read the docstring of the compat
+function it names, check the new version's source, and fix the function
+(and ``compat.CHECKED``) before anything else: two of them guard data
+(prefetched oids) and the 503 of a RelStorage outage.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from urllib.parse import urlencode
+
+import pytest
+import transaction
+import zodburi
+from pyramid.config import Configurator
+from pyramid.interfaces import IRequestExtensions
+from ZEO.ClientStorage import ClientStorage
+from ZODB import DB
+from ZODB.MappingStorage import MappingStorage
+from zodburi.resolvers import ClientStorageURIResolver
+
+from pyramid_zeostore import compat
+from pyramid_zeostore.settings import db_keywords
+
+# -- ZEO: prefetched oids -----------------------------------------------------
+
+
+def test_zeo_client_storage_keeps_prefetched_oids_in_a_list():
+    """``new_oid`` pops from ``self._oids``, refilled by ``new_oids``;
+    ``notify_connected`` is what every (re)connection calls."""
+    init = inspect.getsource(ClientStorage.__init__)
+    new_oid = inspect.getsource(ClientStorage.new_oid)
+    assert 'self._oids = []' in init
+    assert 'self._oids.pop()' in new_oid
+    assert "self._call('new_oids')" in new_oid
+    params = inspect.signature(ClientStorage.notify_connected).parameters
+    assert list(params) == ['self', 'conn', 'info']
+
+
+class FakeClient:
+    def __init__(self):
+        self._oids = [b'1', b'2']
+        self.connected = []
+
+    def notify_connected(self, conn, info):
+        self.connected.append((conn, info))
+
+
+def test_forget_prefetched_oids_empties_them_on_each_connection():
+    client = FakeClient()
+    assert compat.forget_prefetched_oids(client)
+    client.notify_connected('conn', 'info')
+    assert client._oids == [] and client.connected == [('conn', 'info')]
+    client._oids.append(b'3')
+    client.notify_connected('again', None)
+    assert client._oids == []
+
+
+def test_a_client_of_another_shape_is_reported(caplog):
+    class Other:
+        def notify_connected(self, conn, info):
+            pass
+
+    with caplog.at_level(logging.ERROR, 'pyramid_zeostore.compat'):
+        assert not compat.forget_prefetched_oids(Other())
+    assert 'writes may be lost' in caplog.text
+
+
+# -- RelStorage: disconnected exceptions -----------------------------------
+
+
+def test_relstorage_drivers_list_their_disconnected_exceptions(tmp_path):
+    factory, _ = zodburi.resolve_uri(f'sqlite://?data_dir={tmp_path}')
+    storage = factory()
+    try:
+        found = compat.disconnected_exceptions(storage)
+        assert found and all(
+            isinstance(kind, type) and issubclass(kind, Exception)
+            for kind in found
+        )
+    finally:
+        storage.close()
+
+
+def test_other_storages_have_no_disconnected_exceptions():
+    assert compat.disconnected_exceptions(MappingStorage()) == ()
+
+
+# -- transaction -----------------------------------------------------------
+
+
+def test_current_transaction_without_making_one():
+    tm = transaction.TransactionManager()
+    assert compat.current_transaction(tm) is None
+    txn = tm.get()  # a non-explicit manager makes one here
+    assert compat.current_transaction(tm) is txn
+    tm.commit()
+    assert compat.current_transaction(tm) is None
+    explicit = transaction.TransactionManager(explicit=True)
+    assert compat.current_transaction(explicit) is None
+    assert compat.current_transaction(explicit) is None  # still none
+    assert compat.current_transaction(explicit) is None
+
+
+def test_has_joined_sees_a_data_manager():
+    tm = transaction.TransactionManager(explicit=True)
+    txn = tm.begin()
+    assert not compat.has_joined(txn)
+    db = DB(MappingStorage())
+    conn = db.open(transaction_manager=tm)
+    try:
+        conn.root()['x'] = 1  # the connection joins the transaction
+        assert compat.has_joined(txn)
+        assert compat.changed_objects(conn) == [conn.root()]
+    finally:
+        tm.abort()
+        conn.close()
+        db.close()
+    assert compat.changed_objects(conn) == []
+
+
+# -- pyramid: request extensions ---------------------------------------------
+
+
+def fn(request):
+    return 'value'
+
+
+def test_request_properties_are_found_and_removed():
+    config = Configurator()
+    config.add_request_method(fn, 'prop', reify=True)
+    config.add_request_method(lambda request: 1, 'method')
+    config.commit()
+    registry = config.registry
+    assert compat.request_property(registry, 'prop') is fn
+    assert compat.request_property(registry, 'missing') is None
+    compat.remove_request_properties(registry, ['prop'])
+    extensions = registry.getUtility(IRequestExtensions)
+    assert 'prop' not in extensions.descriptors
+    assert 'method' in extensions.methods  # kept: not empty, stays
+    extensions.methods.clear()
+    compat.remove_request_properties(registry, [])
+    assert registry.queryUtility(IRequestExtensions) is None
+    compat.remove_request_properties(registry, ['prop'])  # none: no-op
+    assert compat.request_property(registry, 'prop') is None
+
+
+def test_a_property_given_as_a_descriptor_is_found_as_it_is():
+    """``make_property`` keeps a property object itself (no closure)."""
+    prop = property(fn)
+    config = Configurator()
+    config.add_request_method(prop, 'prop', property=True)
+    config.commit()
+    assert compat.request_property(config.registry, 'prop') is prop
+
+
+# -- zodburi ---------------------------------------------------------------
+
+
+def test_zodburi_declares_the_zeo_parameters_we_extend():
+    assert set(compat.ZODBURI_ZEO_INT_ARGS) >= {
+        'wait', 'wait_timeout', 'read_only', 'debug',
+        'wait_for_server_on_startup',
+    }
+    assert set(compat.ZODBURI_ZEO_STRING_ARGS) >= {'storage', 'blob_dir'}
+    assert compat.ZODBURI_ZEO_INT_ARGS is ClientStorageURIResolver._int_args
+
+
+@pytest.mark.parametrize('raw', [
+    {},
+    {'connection_cache_size': '5000'},
+    {'connection_pool_size': '3', 'database_name': 'x'},
+    {'connection_cache_size_bytes': '500mb'},
+    {'connection_large_record_size': '2 GB'},
+    {'connection_historical_cache_size_bytes': '1048576'},
+])
+def test_db_keywords_are_what_zodburi_makes(raw):
+    expected = zodburi.resolve_uri('memory://?' + urlencode(raw))[1]
+    assert db_keywords(raw) == expected
+
+
+def test_unknown_db_keywords_are_refused_as_zodburi_does():
+    with pytest.raises(zodburi.UnknownDatabaseKeywords):
+        db_keywords({'bogus': '1'})
