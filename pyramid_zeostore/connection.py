@@ -41,23 +41,35 @@ CONN = '_zeostore_conn'
 
 @implementer(IConnectionListeners)
 class ConnectionListeners:
-    """Which connection events have subscribers, looked up once (on the
-    first request): most apps listen to none, and then no event is made.
-    Registered by ``includeme``."""
+    """Which connection events have subscribers, looked up once: most apps
+    listen to none, and then no event is made. Registered by
+    ``includeme``; the read tween looks them up when the app is made
+    (:meth:`find`), else the first request does."""
+
+    opened = will_close = closed = False
 
     def __init__(self, registry: Any) -> None:
         self.registry = registry
-        self._found: dict | None = None
+        self.found = False
+
+    def find(self) -> ConnectionListeners:
+        """Look the subscribers up now; return self."""
+        adapters = self.registry.adapters
+        self.opened, self.will_close, self.closed = (
+            bool(adapters.subscriptions([implementedBy(kind)], None))
+            for kind in CONNECTION_EVENTS
+        )
+        self.found = True
+        return self
 
     def listening(self, event_class: type) -> bool:
-        found = self._found
-        if found is None:
-            adapters = self.registry.adapters
-            found = self._found = {
-                kind: bool(adapters.subscriptions([implementedBy(kind)], None))
-                for kind in CONNECTION_EVENTS
-            }
-        return found[event_class]
+        if not self.found:
+            self.find()
+        return {
+            ZODBConnectionOpened: self.opened,
+            ZODBConnectionWillClose: self.will_close,
+            ZODBConnectionClosed: self.closed,
+        }[event_class]
 
     def notify(self, event_class: type, conn: Any, request: Any) -> None:
         """Send a connection event, if anything subscribed to its kind."""
@@ -118,9 +130,11 @@ def ensure_request(registry: Any, request: Any) -> None:
 
 
 class ReadSlot:
-    """One thread's read transaction manager and connection."""
+    """One thread's read transaction manager and connection, and the
+    app's connection listeners (looked up once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, listeners: ConnectionListeners) -> None:
+        self.listeners = listeners
         self.pid = os.getpid()
         # Not explicit: DB.close() aborts the managers of open connections.
         self.tm = transaction.TransactionManager()
@@ -134,12 +148,15 @@ class ReadSlots(threading.local):
 
     slot: ReadSlot | None = None
 
+    def __init__(self, listeners: ConnectionListeners) -> None:
+        self.listeners = listeners
+
     def get(self) -> ReadSlot:
         slot = self.slot
         if slot is None or slot.pid != os.getpid():
             # New thread, or inherited from the parent across a fork: its
             # connection belongs to the parent's ZEO client; drop it.
-            slot = self.slot = ReadSlot()
+            slot = self.slot = ReadSlot(self.listeners)
         return slot
 
 
@@ -178,19 +195,19 @@ def _primary(request: Request) -> Connection:
     registry = request.registry
     databases = get_databases(registry)
     wait_available(request, '', databases)
-    listeners = registry.getUtility(IConnectionListeners)
     slot = request.environ.get(FAST)
     if slot is not None:
         # A fast read: the thread's connection, kept open.
         conn = request.__dict__[CONN] = read_connection(
             request, slot, databases
         )
-        listeners.notify(ZODBConnectionOpened, conn, request)
-        if listeners.listening(ZODBConnectionWillClose) or (
-            listeners.listening(ZODBConnectionClosed)
-        ):
+        listeners = slot.listeners
+        if listeners.opened:
+            registry.notify(ZODBConnectionOpened(conn, request))
+        if listeners.will_close or listeners.closed:
             request.add_finished_callback(_done)
         return conn
+    listeners = registry.getUtility(IConnectionListeners)
     db = databases.get('')
     ensure_request(registry, request)  # a Request.blank() subrequest
     if request.environ.get(EXCLUSIVE):

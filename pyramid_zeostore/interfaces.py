@@ -194,10 +194,21 @@ class IHealthView(Interface):
 
 
 class IConnectionListeners(Interface):
-    """Which connection events have subscribers (found on first use)."""
+    """Which connection events have subscribers, looked up once."""
+
+    opened = Attribute('Anything subscribes to ZODBConnectionOpened.')
+    will_close = Attribute('... to ZODBConnectionWillClose.')
+    closed = Attribute('... to ZODBConnectionClosed.')
+
+    def find():
+        """Look the subscribers up now (the read tween does, when the app
+        is made); return the listeners."""
 
     def listening(event_class):
         """Does anything subscribe to events of ``event_class``?"""
+
+    def notify(event_class, conn, request):
+        """Send an ``event_class(conn, request)`` if anything listens."""
 
 
 class IRequestProperties(Interface):

@@ -53,7 +53,12 @@ from .environ import (
     WROTE,
 )
 from .exceptions import SafeMethodWrote
-from .interfaces import IDatabases, IHealthView, IZeostoreSettings
+from .interfaces import (
+    IConnectionListeners,
+    IDatabases,
+    IHealthView,
+    IZeostoreSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +113,7 @@ def read_tween_factory(
     health_view = registry.queryUtility(IHealthView)
     if health_view is None:
         health_path = None
-    slots = ReadSlots()
+    slots = ReadSlots(registry.getUtility(IConnectionListeners).find())
 
     def read_tween(request: Any) -> Any:
         environ = request.environ
