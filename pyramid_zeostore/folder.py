@@ -1,30 +1,12 @@
 """A persistent, BTree-backed folder: the content container of the app.
 
-Modelled on Substance D's folder. Children live in a :class:`FolderTree`
-(an ``OOBTree`` with narrower interior nodes) keyed by name, their number
-in a ``BTrees.Length.Length``; both resolve write conflicts, and adding or
-removing a child never writes the folder's own record, so concurrent adds
-of distinct names rarely conflict and ``len()`` is O(1).
-
-The folder knows nothing of requests, storages or views; the only outside
-thing it touches is the Pyramid registry it sends events through
-(``registry.notify(event)``, the current registry unless one is passed).
-
-Events (classes in :mod:`pyramid_zeostore.events`):
-
-* adding ``obj`` sends ``ObjectWillBeAdded`` for ``obj`` and then for each
-  of its descendants in pre-order (parents before children), adds it,
-  then sends ``ObjectAdded`` in the same order;
-* removing ``obj`` sends ``ObjectWillBeRemoved`` for each descendant of
-  ``obj`` in post-order (children before parents) and last for ``obj``
-  itself, removes it, then sends ``ObjectRemoved`` in the same order.
-
-Descendants are the contents of children that provide ``IFolder``,
-recursively; their events carry their own ``parent`` and ``name`` and
-``top`` is ``obj``. A move is a remove then an add (events flagged
-``moving``); a copy is an add of the copy (events carry ``copied_from``).
-Sending events loads the whole subtree; ``send_events=False`` (or a
-registry without subscribers) skips that.
+Modelled on Substance D's folder: children in a :class:`FolderTree` keyed
+by name and their number in a ``BTrees.Length``, both resolving write
+conflicts, so that concurrent adds of distinct names rarely conflict,
+adding never rewrites the folder's own record and ``len()`` is O(1). The
+folder knows nothing of requests, storages or views: the one outside
+thing it touches is the Pyramid registry it sends its object events
+through (the order they come in is told in :class:`Folder`).
 """
 
 from __future__ import annotations
@@ -93,6 +75,21 @@ class Folder(Persistent):
 
     ``data`` is an optional mapping of initial children, added without
     events. A folder is always true, even when empty.
+
+    Events (classes in :mod:`pyramid_zeostore.events`), sent through
+    ``registry`` (the current registry unless one is passed): adding
+    ``obj`` sends ``ObjectWillBeAdded`` for ``obj`` and then for each of
+    its descendants in pre-order (parents before children), adds it, then
+    sends ``ObjectAdded`` in the same order; removing ``obj`` sends
+    ``ObjectWillBeRemoved`` for each descendant in post-order (children
+    before parents) and last for ``obj`` itself, removes it, then sends
+    ``ObjectRemoved`` in the same order. Descendants are the contents of
+    children that provide ``IFolder``, recursively; their events carry
+    their own ``parent`` and ``name``, and ``top`` is ``obj``. A move is a
+    remove then an add (events flagged ``moving``); a copy is an add of
+    the copy (events carry ``copied_from``). Sending events loads the
+    whole subtree; ``send_events=False`` (or a registry without
+    subscribers) skips that.
     """
 
     __name__: str | None = None

@@ -1,23 +1,16 @@
 """Per-request ZODB metrics: loads, stores, conflicts, retries, commit time.
 
-Opt-in, so that requests pay nothing for it by default. Any of these
-settings turns collection on:
-
-``zeostore.metrics = true``
-    a :class:`ZODBRequestMetrics` event after each request that used a
-    connection (all its attempts summed);
-``zeostore.slow_request_log = SECONDS``
-    and a WARNING line (logger ``pyramid_zeostore.metrics``) for each
-    request that took longer, the heir of ``zodbconn.transferlog``;
-``zeostore.prometheus_path = /@@metrics``
-    and Prometheus counters and histograms served at that path (needs
-    ``prometheus_client``: ``pip install pyramid_zeostore[metrics]``; with
-    several worker processes set ``PROMETHEUS_MULTIPROC_DIR``).
-
-A request's numbers add up over its retry attempts; the summary is made
-when its last attempt ends, which is known in the attempt's finished
-callbacks from the exception propagating (a retryable error on an
-attempt that is not the last means another attempt follows).
+Opt-in, so that requests pay nothing for them by default:
+``zeostore.metrics = true`` sends a
+:class:`~pyramid_zeostore.events.ZODBRequestMetrics` event after each
+request that used a connection, ``zeostore.slow_request_log =
+SECONDS`` logs a WARNING line (logger ``pyramid_zeostore.metrics``) for
+each slower request (the heir of ``zodbconn.transferlog``), and
+``zeostore.prometheus_path = /@@metrics`` serves Prometheus counters and
+histograms (``pip install pyramid_zeostore[metrics]``; set
+``PROMETHEUS_MULTIPROC_DIR`` with several workers). A request's numbers
+add up over its retry attempts and are reported when its last attempt
+ends, which its finished callbacks tell from the exception propagating.
 """
 
 from __future__ import annotations

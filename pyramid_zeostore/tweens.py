@@ -1,32 +1,16 @@
 """The package's tweens: what every request passes before pyramid_tm.
 
-Two tweens, outermost first:
-
-``read_tween`` answers the health check before traversal, gives safe
-methods (GET, HEAD, OPTIONS, TRACE) a *fast read* on this thread's kept
-connection instead of a pooled one and a transaction (it owns the
-threads' read slots), marks the answer to a write with the
-read-your-writes cookie, and prepares the next attempt when an attempt
-ends in an error pyramid_retry will retry (backoff, escalation:
-:func:`pyramid_zeostore.contention.before_retry`). It prepares retries
-itself rather than through an ``IBeforeRetry`` subscriber: any subscriber
-makes Pyramid send four events on every request.
-
-``contention_tween`` holds the host lock of
-:mod:`pyramid_zeostore.contention` around each write attempt.
-
-**A fast read that writes is not lost.** A safe request that changes
-persistent objects (or joins any other data manager to the transaction)
-is aborted, logged once per view and process, and raises
-:class:`~pyramid_zeostore.exceptions.SafeMethodWrote`, which
-pyramid_retry retries on the full, committing path; on the last attempt
-it commits at once. Apps that write on GET as a rule set
-``zeostore.fast_reads = false``.
-
-**Read your writes** without a round trip on every read: the answer to a
-write (2xx/3xx) sets ``zeostore_sync`` for 10 s, and a fast read that
-carries it syncs with the ZEO servers first, whichever process serves it
-(``zeostore.read_your_writes = false`` sets no cookie).
+``read_tween`` (outermost) answers the health check before traversal,
+serves safe methods as *fast reads* on this thread's kept connection
+(the tween owns the threads' read slots) instead of a pooled connection
+and a transaction, marks the answer to a write with the read-your-writes
+cookie, and prepares the next attempt of a request pyramid_retry will
+retry (:func:`~pyramid_zeostore.contention.before_retry`): here rather
+than in an ``IBeforeRetry`` subscriber, because any subscriber makes
+Pyramid send four events on every request. ``contention_tween`` holds the
+host lock around each write attempt. How a fast read that writes is
+still saved, and how a client reads its own writes, is told in
+:func:`read_tween_factory`.
 """
 
 from __future__ import annotations
@@ -100,7 +84,21 @@ def health_raw_path(settings: Any) -> str | None:
 def read_tween_factory(
     handler: Callable[[Any], Any], registry: Any
 ) -> Callable[[Any], Any]:
-    """The package's outermost tween (see the module)."""
+    """The package's outermost tween (see the module).
+
+    **A fast read that writes is not lost.** A safe request that changes
+    persistent objects (or joins any other data manager to the
+    transaction) is aborted, logged once per view and process, and raises
+    :class:`~pyramid_zeostore.exceptions.SafeMethodWrote`, which
+    pyramid_retry retries on the full, committing path; on the last
+    attempt it commits at once. Apps that write on GET as a rule set
+    ``zeostore.fast_reads = false``.
+
+    **Read your writes** without a round trip on every read: the answer
+    to a write (2xx/3xx) sets ``zeostore_sync`` for 10 s, and a fast read
+    that carries it syncs with the ZEO servers first, whichever process
+    serves it (``zeostore.read_your_writes = false`` sets no cookie).
+    """
     settings = registry.getUtility(IZeostoreSettings)
     fast = settings.fast_reads and (
         registry.settings.get('tm.manager_hook') in FAST_READ_HOOKS
