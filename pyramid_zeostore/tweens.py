@@ -108,9 +108,7 @@ def read_tween_factory(
     mark_writes = fast and settings.read_your_writes
     cls = registry.queryUtility(IRequestFactory)
     health_path = health_raw_path(settings)
-    health_view = registry.queryUtility(IHealthView)
-    if health_view is None:
-        health_path = None
+    health_view = registry.getUtility(IHealthView)
     slots = ReadSlots(registry.getUtility(IConnectionListeners).find())
 
     def read_tween(request: Any) -> Any:
