@@ -46,11 +46,11 @@ from . import (
     CommandError,
     add_ini,
     add_zeo_conf,
+    human,
     load_settings,
     split_config_uri,
     zeo_conf_path,
 )
-from .pack import human
 
 ORDER = 45
 
