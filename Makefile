@@ -1,10 +1,11 @@
 # Two commands: `make serve` runs the app, `make test` passes the tests.
-# Both create .venv and install what they need first.
+# Both create .venv and install what they need first. `make test-fast`
+# runs only tests/unit: no child process, no socket, done in seconds.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint install shell zeo clean bench bench-smoke bench-install
+.PHONY: serve test test-fast lint install shell zeo clean bench bench-smoke bench-install
 
 $(BIN)/pserve: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ test: install lint
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine --quiet
 	$(BIN)/python -m coverage report
+
+# The unit tests only (tests/unit/conftest.py keeps them hermetic).
+test-fast: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 # The benchmark harness (benchmarks/README.md): wrk from Debian, the peer
 # (pyramid_zodbconn) from the `bench` extra.

@@ -1,8 +1,19 @@
-"""Real processes for the functional suite: pserve, gunicorn, pshell."""
+"""Real processes for the functional suite: pserve, gunicorn, pshell.
+
+Helpers and fixtures for the tests that run servers and children: an
+ini for the ready app on a free loopback port, :class:`ServerProcess`
+(started, polled until it listens, stopped by its process group),
+``pserve`` and ``gunicorn`` commands, the children of a process and the
+``runzeo`` processes of a zeo.conf from /proc, :class:`StartingLine` (a
+barrier for child processes made of two pipes) and the ``autostarted``
+and ``servers`` fixtures, which stop what a test started even when it
+fails.
+"""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -258,6 +269,73 @@ def runzeo_pids(conf_path: str) -> list[int]:
         ):
             pids.append(int(entry))
     return sorted(pids)
+
+
+class StartingLine:
+    """Child processes let go at one moment, once every one is ready.
+
+    Give each ``Popen`` ``pass_fds=line.pass_fds`` and ``*line.args()`` on
+    its command line: the child writes a byte to the first fd once it is
+    ready, then reads the second, which returns only when the test calls
+    :meth:`go` (its write end closed: every child at once)::
+
+        ready, go = map(int, sys.argv[-2:])
+        os.write(ready, b'.')
+        os.read(go, 1)
+
+    :meth:`wait_ready` reads those bytes without sleeping, bounded, and
+    fails at once if every child exited first.
+    """
+
+    def __init__(self) -> None:
+        self._ready_r, self._ready_w = os.pipe()
+        self._go_r, self._go_w = os.pipe()
+        self.pass_fds = (self._ready_w, self._go_r)
+        self._open = {self._ready_r, self._ready_w, self._go_r, self._go_w}
+
+    def args(self) -> list[str]:
+        return [str(self._ready_w), str(self._go_r)]
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
+
+    def wait_ready(self, count: int, timeout: float = 60.0) -> None:
+        """Once ``count`` children have said they are ready."""
+        for fd in self.pass_fds:  # the children hold their own copies
+            self._close(fd)
+        deadline = time.monotonic() + timeout
+        ready = 0
+        while ready < count:
+            left = deadline - time.monotonic()
+            readable = left > 0 and select.select(
+                [self._ready_r], [], [], left
+            )[0]
+            if not readable:
+                raise AssertionError(
+                    f'{ready} of {count} children ready after {timeout}s'
+                )
+            said = os.read(self._ready_r, count - ready)
+            if not said:  # every write end closed: they all exited
+                raise AssertionError(
+                    f'{ready} of {count} children ready; the others exited'
+                )
+            ready += len(said)
+
+    def go(self) -> None:
+        """Let every waiting child go."""
+        self._close(self._go_w)
+
+    def close(self) -> None:
+        for fd in list(self._open):
+            self._close(fd)
+
+    def __enter__(self) -> StartingLine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @pytest.fixture

@@ -3,7 +3,11 @@
 Real processes: ``pserve`` and ``python -c`` children start the server
 through the package; the tests then check the process table (``/proc``),
 the pid file, the log and the socket's mode, and stop the server by the
-pid in its pid file (also when a test fails).
+pid in its pid file (also when a test fails). The shipped ini files, a
+server that cannot start, and several processes (``ensure_server`` or
+the app factory) starting one server at the same moment: they are let
+go together from a ``StartingLine`` once each has said it is ready, so
+the race is real and no sleep guesses when they are.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -144,42 +147,47 @@ def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
 # -- several processes at once ------------------------------------------------
 
 ENSURE = """
-import json, os, sys, time
+import json, os, sys
 from pyramid_zeostore import zeoserver
-conf_path, go = sys.argv[1], sys.argv[2]
+conf_path = sys.argv[1]
+ready, go = map(int, sys.argv[-2:])  # a StartingLine
 conf = zeoserver.read_zeo_conf(conf_path)
-deadline = time.monotonic() + 30
-while not os.path.exists(go) and time.monotonic() < deadline:
-    time.sleep(0.002)
+os.write(ready, b'.')
+os.read(go, 1)  # returns when the test lets all go
 print(json.dumps({'pid': zeoserver.ensure_server(conf, 30)}))
 """
 
 APP = """
-import os, sys, time
+import os, sys
 from pyramid.paster import get_app
-ini, go = sys.argv[1], sys.argv[2]
-deadline = time.monotonic() + 30
-while not os.path.exists(go) and time.monotonic() < deadline:
-    time.sleep(0.002)
+ini = sys.argv[1]
+ready, go = map(int, sys.argv[-2:])  # a StartingLine
+os.write(ready, b'.')
+os.read(go, 1)  # returns when the test lets all go
 get_app(ini)  # runs main(): autostart, then the startup check
 print('ok')
 """
 
 
 def run_together(tmp_path, code: str, arg: str, n: int) -> list[str]:
-    """``n`` processes run ``code`` at the same moment; their stdout."""
-    go = str(tmp_path / 'go')
+    """``n`` processes run ``code`` at the same moment; their stdout.
+
+    Each says on a :class:`~tests.functional.conftest.StartingLine` that
+    it has started Python and imported what it needs; once all ``n``
+    have, all are let go at once."""
+    line = fconf.StartingLine()
     procs = [
         subprocess.Popen(
-            [sys.executable, '-c', code, arg, go],
+            [sys.executable, '-c', code, arg, *line.args()],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=fconf.child_env(), cwd=str(tmp_path),
+            pass_fds=line.pass_fds,
         )
         for _ in range(n)
     ]
     try:
-        time.sleep(0.5)  # all have started Python and wait for "go"
-        open(go, 'w').close()
+        line.wait_ready(n)  # all have started Python and wait for "go"
+        line.go()
         outs = []
         for proc in procs:
             out, err = proc.communicate(timeout=60)
@@ -187,6 +195,7 @@ def run_together(tmp_path, code: str, arg: str, n: int) -> list[str]:
             outs.append(out.decode().strip())
         return outs
     finally:
+        line.close()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()

@@ -1,4 +1,13 @@
-"""Databases over a real ZEO server: lazy, fork-safe, one root for many."""
+"""Databases over a real ZEO server: lazy, fork-safe, one root for many.
+
+Nothing opens before the first use; a forked child opens a ZEO client of
+its own and does not hang, and the parent's client goes on; a database
+closed and opened again works; four processes bootstrapping one empty
+database at once (each says it is ready on a pipe, then all are let go
+together) make one root; the default appmaker is idempotent; a process
+that exits without closing still closes its storage; and an open that
+fails on an absent ZEO socket closes what it had opened.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,16 @@ import sys
 import textwrap
 import time
 
+import pytest
 import transaction
 
-from pyramid_zeostore import Databases, default_appmaker, parse_settings
+from pyramid_zeostore import (
+    Databases,
+    DatabaseUnavailable,
+    default_appmaker,
+    parse_settings,
+)
+from tests.functional import conftest as fconf
 
 
 def databases_for(uri: str, **settings) -> Databases:
@@ -114,7 +130,8 @@ BOOTSTRAP = textwrap.dedent(
     from pyramid_zeostore import bootstrap, default_appmaker, parse_settings
     from pyramid_zeostore.databases import Databases
 
-    uri, go = sys.argv[1], sys.argv[2]
+    uri = sys.argv[1]
+    ready, go = map(int, sys.argv[-2:])  # a StartingLine
     parsed = parse_settings({'zodb_uri': uri})
     databases = Databases(parsed.databases, parsed.connect_timeout)
 
@@ -124,9 +141,8 @@ BOOTSTRAP = textwrap.dedent(
         time.sleep(0.3)
         return default_appmaker(zodb_root)
 
-    deadline = time.monotonic() + 30
-    while not os.path.exists(go) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    os.write(ready, b'.')
+    os.read(go, 1)  # returns when the test lets all four go
     db = databases.get()  # all open the empty database at once
     bootstrap(db, slow_appmaker)
     conn = db.open()
@@ -138,21 +154,24 @@ BOOTSTRAP = textwrap.dedent(
 
 
 def test_four_processes_bootstrap_one_root(zeo_server, tmp_path):
-    go = tmp_path / 'go'
+    line = fconf.StartingLine()
     procs = [
         subprocess.Popen(
-            [sys.executable, '-c', BOOTSTRAP, zeo_server.uri(), str(go)],
+            [sys.executable, '-c', BOOTSTRAP, zeo_server.uri(),
+             *line.args()],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            pass_fds=line.pass_fds,
         )
         for _ in range(4)
     ]
     try:
-        time.sleep(1.0)  # let all four start before the signal
-        go.write_text('go')
+        line.wait_ready(4)  # all four started, before the signal
+        line.go()
         outs = [p.communicate(timeout=60) for p in procs]
     finally:
+        line.close()
         for p in procs:
             if p.poll() is None:
                 p.kill()
@@ -218,3 +237,19 @@ def test_databases_are_closed_at_exit(tmp_path):
     )
     assert (tmp_path / 'closed').exists()
     assert (tmp_path / 'Data.fs.index').exists()
+
+
+def test_failed_open_closes_what_was_opened(tmp_path):
+    databases = Databases(
+        parse_settings(
+            {
+                'zodb_uri': 'memory://',
+                'zodb_uri.zeo': f'zeo://{tmp_path}/absent.sock',
+            }
+        ).databases,
+        connect_timeout=0.1,
+    )
+    with pytest.raises(DatabaseUnavailable) as info:
+        databases.get()
+    assert "database 'zeo' is unavailable" in str(info.value)
+    assert not databases.is_open

@@ -1,10 +1,14 @@
 """ZEO outages seen from a real ``pserve``: bounded waits, 503, recovery.
 
 ``zeostore.connect_timeout`` (default 2 s) bounds every wait on an absent
-server: at startup (the app factory checks the databases), for a request
-while the server is down (503 + ``Retry-After``, not multiplied by
+server: at startup (the app factory checks the databases; also ``main``
+in this process, whose error names the socket), for a request while the
+server is down (503 + ``Retry-After``, not multiplied by
 ``retry.attempts``), and while the server is killed under a running app,
-which then recovers by itself once the server is back.
+which then recovers by itself once the server is back. A writer thread
+keeps writing through the outage; the test waits for what it needs of
+it (its first writes, its first 503) on a condition it signals, not for
+a guessed time.
 
 The wall-clock assertions are the bounded-wait requirements, with a
 generous margin (``connect_timeout + MARGIN``); the measured numbers are
@@ -22,6 +26,7 @@ import time
 
 import pytest
 
+from pyramid_zeostore import DatabaseUnavailable, main
 from tests import conftest as rconf
 from tests.functional import conftest as fconf
 
@@ -155,6 +160,18 @@ def test_startup_without_server_fails_within_bound(tmp_path, record_property):
     assert elapsed < 2 + MARGIN + 2, output
 
 
+def test_main_fails_fast_naming_the_socket(tmp_path):
+    sock = tmp_path / 'absent.sock'
+    with pytest.raises(DatabaseUnavailable) as info:
+        main(
+            {},
+            zodb_uri=f'zeo://{sock}',
+            **{'zeostore.connect_timeout': '0.2'},
+        )
+    assert str(sock) in str(info.value)
+    assert 'the primary database is unavailable' in str(info.value)
+
+
 # -- requests while the server is down ----------------------------------------
 
 
@@ -245,7 +262,11 @@ def wait_recovered(app, limit: float = RECOVERY_LIMIT):
 
 
 class Writer(threading.Thread):
-    """Creates items one after the other, recording every outcome."""
+    """Creates items one after the other, recording every outcome.
+
+    Each outcome is recorded under ``changed`` and announced on it:
+    :meth:`wait_for` waits (bounded) until the results meet a condition.
+    """
 
     def __init__(self, app) -> None:
         super().__init__(daemon=True)
@@ -253,6 +274,14 @@ class Writer(threading.Thread):
         self.results: list[tuple[str, int, float]] = []
         self.errors: list[str] = []
         self.halt = threading.Event()
+        self.changed = threading.Condition()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Whether ``predicate(results)`` held within ``timeout`` s."""
+        with self.changed:
+            return self.changed.wait_for(
+                lambda: predicate(self.results), timeout
+            )
 
     def run(self) -> None:
         i = 0
@@ -265,7 +294,11 @@ class Writer(threading.Thread):
             except Exception as e:  # a hang or a dropped connection
                 self.errors.append(f'{name}: {e!r}')
                 continue
-            self.results.append((name, status, time.monotonic() - start))
+            with self.changed:
+                self.results.append(
+                    (name, status, time.monotonic() - start)
+                )
+                self.changed.notify_all()
             if status != 201:
                 time.sleep(0.05)
 
@@ -287,9 +320,7 @@ def test_zeo_killed_under_running_app(
     writer = Writer(app)  # uses one of waitress' 4 threads throughout
     writer.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(writer.results) < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        writer.wait_for(lambda results: len(results) >= 10, 10)
         zeo_server.stop(sig)  # the writer is mid-stream
         killed_at = time.monotonic()
         down = concurrently(
@@ -302,7 +333,11 @@ def test_zeo_killed_under_running_app(
         assert_unavailable(down[1], timeout, json_body=True)
         assert_unavailable(down[2], timeout, json_body=True)
         assert_unavailable(down[3], timeout, json_body=True)
-        time.sleep(0.5)  # let the writer meet the outage a while longer
+        # The writer meets the outage too (a 503) before the server is back.
+        writer.wait_for(
+            lambda results: any(r[1] == 503 for r in results),
+            RECOVERY_LIMIT,
+        )
         zeo_server.start()  # same socket, same Data.fs
         restarted_at = time.monotonic()
         recovery, names = wait_recovered(app)

@@ -1,5 +1,14 @@
 """``pzeo`` status, start, stop, shell and run: the console script as a
-user runs it, against a real runzeo and beside a running pserve."""
+user runs it, against a real runzeo and beside a running pserve.
+
+Each ``pzeo`` is a child process with a time limit, in a copy of this
+repository's development.ini and zeo.conf (autostart, the socket in
+var/): start, status and stop of the server, stale pid files, a server it
+did not start left alone, ``shell`` and ``run`` on the live database and
+the usage errors. ``pzeo start`` failing, or finding the server started
+by another process meanwhile, runs in-process (``cli.main``, with
+``ensure_server`` replaced) and probes the real, absent, socket.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +19,9 @@ import subprocess
 
 import pytest
 
-from pyramid_zeostore import zeoserver
+from pyramid_zeostore import cli, zeoserver
 from tests.functional import conftest as fconf
+from tests.unit.test_cli import write_project
 
 REPO = fconf.REPO
 
@@ -183,3 +193,25 @@ def test_usage_errors_exit_2(project, tmp_path):
     for command in ('status', 'start', 'stop', 'shell', 'run'):
         res = pzeo(command, '--help')
         assert res.returncode == 0 and 'INI' in res.stdout
+
+
+def test_start_failures(tmp_path, monkeypatch, capsys):
+    from pyramid_zeostore import zeoserver
+
+    conf = tmp_path / 'zeo.conf'
+    conf.write_text(
+        f'<zeo>\n  address {tmp_path}/zeo.sock\n</zeo>\n'
+        '<mappingstorage 1>\n</mappingstorage>\n'
+    )
+    ini = write_project(tmp_path, zeo_conf=conf)
+
+    def broken(*args):
+        raise RuntimeError('runzeo did not answer; see zeo.log')
+
+    monkeypatch.setattr(zeoserver, 'ensure_server', broken)
+    assert cli.main(['start', ini, '--timeout', '1']) == 1
+    assert 'see zeo.log' in capsys.readouterr().err
+    # another process started it between the check and the start
+    monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a: None)
+    assert cli.main(['start', ini]) == 0
+    assert 'already running' in capsys.readouterr().out

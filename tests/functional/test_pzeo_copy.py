@@ -1,7 +1,10 @@
 """``pzeo copy`` as a user runs it: the console script, between real
 storages: FileStorage, a real runzeo, RelStorage on SQLite (PostgreSQL:
 tests/functional/test_backends.py). Counts and contents are checked
-against the source, transaction by transaction, blobs included."""
+against the source, transaction by transaction, blobs included. A copy
+to a ZEO address where no server answers runs in-process (``cli.main``)
+and fails within its ``--timeout``, naming the address; the in-process
+runs that need no socket are in tests/unit/test_commands_copy.py."""
 
 from __future__ import annotations
 
@@ -10,7 +13,14 @@ import subprocess
 
 from tests.functional.conftest import BIN, child_env
 from tests.functional.postgres import require_relstorage
-from tests.unit.test_commands_copy import build, copied, counts, dump
+from tests.unit.test_commands_copy import (
+    build,
+    copied,
+    copy,
+    counts,
+    dump,
+    file_uri,
+)
 
 
 def pzeo_copy(*args, timeout=300):
@@ -101,3 +111,15 @@ def test_file_to_sqlite_relstorage(tmp_path):
     assert result.returncode == 0, result.stderr
     assert copied(result.stdout) == counts(src)
     assert dump(dst) == dump(src)
+
+
+def test_an_absent_zeo_server(tmp_path, capsys):
+    src = file_uri(tmp_path, 'src.fs')
+    build(src, transactions=1, blobs=0)
+    sock = tmp_path / 'zeo.sock'
+    status, _, err = copy(
+        capsys, src, f'zeo://{sock}', '--timeout', '0.3'
+    )
+    assert status == 1
+    assert f'the destination: no ZEO server answered at zeo://{sock}' in err
+    assert 'within 0.3s' in err

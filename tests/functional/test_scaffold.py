@@ -211,7 +211,9 @@ def test_create_in_a_bare_checkout(monkeypatch):
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(metadata, 'version', missing)
+    monkeypatch.setattr(create, 'version', lambda name: '9.9')
+    assert create._version() == '9.9'  # installed: its own version
+    monkeypatch.setattr(create, 'version', missing)
     assert create._version() == '0.1.0.dev0'
 
 

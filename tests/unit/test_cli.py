@@ -1,4 +1,13 @@
-"""``pzeo`` in-process: the paths the functional tests cannot reach."""
+"""``pzeo`` in-process: the paths the functional tests cannot reach.
+
+``--version`` of a checkout that is not installed, ``run()`` exiting
+with ``main``'s status, the exit status of a statement (``SystemExit``
+with a code, a message or none, an exception), the interactive shell's
+namespace, a script that exits cleanly, and the zeo.conf errors of
+``start`` and ``stop``; on file:// databases, with no process or socket.
+``pzeo start`` against a real (absent) socket is in
+tests/functional/test_pzeo.py, with the console script's own runs.
+"""
 
 from __future__ import annotations
 
@@ -99,23 +108,3 @@ def test_zeo_conf_errors(tmp_path, capsys):
     assert 'set zeostore.zeo_conf' in capsys.readouterr().err
 
 
-def test_start_failures(tmp_path, monkeypatch, capsys):
-    from pyramid_zeostore import zeoserver
-
-    conf = tmp_path / 'zeo.conf'
-    conf.write_text(
-        f'<zeo>\n  address {tmp_path}/zeo.sock\n</zeo>\n'
-        '<mappingstorage 1>\n</mappingstorage>\n'
-    )
-    ini = write_project(tmp_path, zeo_conf=conf)
-
-    def broken(*args):
-        raise RuntimeError('runzeo did not answer; see zeo.log')
-
-    monkeypatch.setattr(zeoserver, 'ensure_server', broken)
-    assert cli.main(['start', ini, '--timeout', '1']) == 1
-    assert 'see zeo.log' in capsys.readouterr().err
-    # another process started it between the check and the start
-    monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a: None)
-    assert cli.main(['start', ini]) == 0
-    assert 'already running' in capsys.readouterr().out

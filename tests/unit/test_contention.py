@@ -1,20 +1,28 @@
 """The host lock, hot spots, backoff, the retry policy and the contention
-tween (pyramid_zeostore.contention, .backoff, .tweens).
+tween (pyramid_zeostore.contention, .backoff, .tweens), in one process.
 
-Every wait here is bounded: lock attempts that must block run in helper
-threads joined with a timeout, and helper processes are stopped by pid.
+HostLock between the threads of this process: shared holders side by
+side, an exclusive one alone, a waiting exclusive not starved by new
+shared ones (the gate), hot-key queues one at a time, reentrance, the
+descriptors of each thread; then how hot spots are counted and marked,
+the backoff and the retry policy before a retry, and the tween with
+pyramid_tm and pyramid_retry around it. The lock between processes is
+in tests/functional/test_contention.py.
+
+No wait is a guess: a lock attempt that must block runs in a
+:class:`Holder` thread under the ``watched_flock`` fixture, which tells
+when the attempt met a lock held elsewhere (the kernel refused it
+without blocking) right before it waits for it; non-blocking probes from
+open file descriptions of their own then check who holds what. Every
+wait is bounded (``WAIT``) and every helper thread is joined with it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-import zlib
 from types import SimpleNamespace
 
 import pytest
@@ -42,7 +50,8 @@ from pyramid_zeostore.settings import ZeostoreSettings
 from pyramid_zeostore.tweens import contention_tween_factory
 
 WAIT = 10.0  # seconds: the most any step may take before the test fails
-BLOCKED = 0.3  # seconds: how long a lock attempt must stay blocked
+
+pytestmark = pytest.mark.usefixtures('watched_flock')
 
 
 # -- probes ---------------------------------------------------------------
@@ -80,31 +89,50 @@ def lock_state(path):
     return 'shared' if held_shared(path) else 'none'
 
 
-def wait_until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 class Holder(threading.Thread):
-    """Holds ``context()`` in a thread until ``release`` is set."""
+    """Holds ``context()`` in a thread until ``release`` is set.
+
+    Under the ``watched_flock`` fixture (tests/conftest.py) it knows when
+    it blocks: each lock attempt of its own that meets a lock held
+    through another open file description is counted right before the
+    thread waits in ``flock`` for it; :meth:`blocked` waits for that.
+    """
 
     def __init__(self, context, log=None, name=''):
+        assert getattr(fcntl.flock, 'watched', False), 'use watched_flock'
         super().__init__(daemon=True)
         self.context = context
         self.acquired = threading.Event()
         self.release = threading.Event()
         self.log = log if log is not None else []
         self.label = name
+        self.blocks = 0
+        self.changed = threading.Condition()
 
     def run(self):
         with self.context():
             self.log.append(self.label)
             self.acquired.set()
+            with self.changed:
+                self.changed.notify_all()
             self.release.wait(WAIT)
+
+    def met_a_held_lock(self):
+        """Called by ``watched_flock``, in this thread, right before it
+        waits for a lock held elsewhere."""
+        with self.changed:
+            self.blocks += 1
+            self.changed.notify_all()
+
+    def blocked(self, times: int = 1) -> bool:
+        """Does it wait for a held lock (the ``times``-th it met) and hold
+        nothing yet? Waits for that at most ``WAIT``; False at once if it
+        got in without waiting."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.blocks >= times or self.acquired.is_set(), WAIT
+            )
+            return self.blocks >= times and not self.acquired.is_set()
 
     def finish(self):
         self.release.set()
@@ -112,9 +140,10 @@ class Holder(threading.Thread):
         assert not self.is_alive()
 
     def waits_for(self, release) -> None:
-        """Start; assert it waits until ``release()`` lets it in."""
+        """Start; assert it waits for a held lock until ``release()`` lets
+        it in."""
         self.start()
-        assert not self.acquired.wait(BLOCKED)
+        assert self.blocked(), 'it did not wait for a held lock'
         release()
         assert self.acquired.wait(WAIT)
 
@@ -122,65 +151,6 @@ class Holder(threading.Thread):
 @pytest.fixture
 def lock(tmp_path):
     return HostLock(str(tmp_path / 'sub' / 'zeo.sock.lock'))
-
-
-CHILD = textwrap.dedent(
-    """
-    import sys
-    from pyramid_zeostore.contention import HostLock
-    lock = HostLock(sys.argv[1])
-    with getattr(lock, sys.argv[2])():
-        print('held', flush=True)
-        sys.stdin.readline()
-    print('released', flush=True)
-    """
-)
-
-
-class ChildHolder:
-    """Another process holding the lock until told to let go."""
-
-    def __init__(self, path, mode):
-        self.proc = subprocess.Popen(
-            [sys.executable, '-c', CHILD, path, mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.lines = []
-        self.reader.start()
-        assert wait_until(lambda: 'held' in self.lines), self.lines
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def release(self):
-        self.proc.stdin.write('\n')
-        self.proc.stdin.flush()
-        assert wait_until(lambda: 'released' in self.lines)
-        self.stop()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
-        self.reader.join(WAIT)
-
-
-@pytest.fixture
-def children():
-    started = []
-
-    def start(path, mode):
-        child = ChildHolder(path, mode)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.stop()
 
 
 # -- HostLock ---------------------------------------------------------------
@@ -214,34 +184,6 @@ def test_shared_holders_coexist_across_threads(lock):
     assert free(lock.path)
 
 
-def test_shared_holders_coexist_across_processes(lock, children):
-    child = children(lock.path, 'shared')
-    mine = Holder(lock.shared)
-    mine.start()
-    assert mine.acquired.wait(WAIT), 'shared blocked by a shared holder'
-    assert held_shared(lock.path)
-    child.release()
-    mine.finish()
-    assert free(lock.path)
-
-
-def test_exclusive_waits_for_a_shared_holder_of_another_process(
-    lock, children
-):
-    child = children(lock.path, 'shared')
-    mine = Holder(lock.exclusive)
-    mine.waits_for(child.release)
-    assert held_exclusive(lock.path)
-    mine.finish()
-
-
-def test_exclusive_of_another_process_holds_off_shared(lock, children):
-    child = children(lock.path, 'exclusive')
-    mine = Holder(lock.shared)
-    mine.waits_for(child.release)
-    mine.finish()
-
-
 def test_exclusive_excludes_threads_of_one_process(lock):
     first = Holder(lock.exclusive)
     first.start()
@@ -250,7 +192,8 @@ def test_exclusive_excludes_threads_of_one_process(lock):
     for other in others:
         other.start()
     for other in others:
-        assert not other.acquired.wait(BLOCKED)
+        assert other.blocked()
+    assert held_exclusive(lock.path)  # still the first's only
     first.finish()
     for other in others:
         other.release.set()  # each lets go as soon as it has the lock
@@ -269,16 +212,19 @@ def test_a_waiting_exclusive_is_not_starved_by_new_shared(lock):
     writer = Holder(lock.exclusive, log, 'exclusive')
     writer.start()
     # The writer waits for the main lock holding the gate ...
-    assert wait_until(lambda: not can_lock(lock.gate_path, fcntl.LOCK_EX))
+    assert writer.blocked()
+    assert not can_lock(lock.gate_path, fcntl.LOCK_EX)
     late = Holder(lock.shared, log, 'late shared')
     late.start()
     # ... so a newcomer cannot join the running shared holder.
-    assert not late.acquired.wait(BLOCKED)
+    assert late.blocked()  # at the gate
     assert not writer.acquired.is_set()
+    assert not can_lock(lock.path, fcntl.LOCK_EX)  # the first reader's
 
     reader.finish()
     assert writer.acquired.wait(WAIT)
-    assert not late.acquired.wait(BLOCKED)  # not under the exclusive
+    assert late.blocked(2)  # past the gate: not under the exclusive
+    assert held_exclusive(lock.path)
     writer.finish()
     assert late.acquired.wait(WAIT)
     late.finish()
@@ -313,7 +259,8 @@ def test_queued_holders_of_one_queue_take_turns(lock):
         h.start()
     assert other.acquired.wait(WAIT)
     assert plain.acquired.wait(WAIT)
-    assert not same.acquired.wait(BLOCKED)
+    assert same.blocked()
+    assert not can_lock(counter, fcntl.LOCK_EX)  # still the first's
     first.finish()
     assert same.acquired.wait(WAIT)
     for h in (same, other, plain):
@@ -343,20 +290,6 @@ def test_queued_releases_its_queue_when_the_main_lock_fails(lock):
         fds.main = main
     with lock.queued(queue):
         assert held_shared(lock.path)
-
-
-def test_queue_files_are_the_same_in_every_process(lock):
-    key = ('POST', '/counter/@@increment')
-    path = lock.queue_path(key)
-    assert path == lock.path + '.hot-%08x' % zlib.crc32(repr(key).encode())
-    out = subprocess.run(
-        [sys.executable, '-c',
-         'from pyramid_zeostore.contention import HostLock; '
-         f'print(HostLock({lock.path!r}).queue_path({key!r}))'],
-        capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, PYTHONHASHSEED='123'),
-    )
-    assert out.stdout.strip() == path
 
 
 def test_a_thread_keeps_few_queue_files_open(lock):

@@ -1,4 +1,13 @@
-"""includeme, the appmaker directive, main and the error views."""
+"""includeme, the appmaker directive, main and the error views.
+
+``config.include('pyramid_zeostore')`` registers and opens nothing, bad
+settings fail at include, the appmaker setting and directive (conflicts,
+non-callables), ``main`` on memory:// (with and without the startup
+check, without a URI), the 409 and 503 views, a write cut off by the
+server, pyramid_zodbconn-style settings and a SQL storage's
+disconnection; all in this process on in-memory databases. ``main``
+failing fast on an absent ZEO socket is in tests/functional/test_outage.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,6 @@ from ZODB.POSException import ConflictError
 
 import pyramid_zeostore
 from pyramid_zeostore import (
-    DatabaseUnavailable,
     Folder,
     IDatabases,
     ZeostoreSettings,
@@ -108,18 +116,6 @@ def test_main_without_startup_check_opens_nothing():
 def test_main_without_uri_says_what_to_set():
     with pytest.raises(ConfigurationError, match='zodb_uri'):
         main({})
-
-
-def test_main_fails_fast_naming_the_socket(tmp_path):
-    sock = tmp_path / 'absent.sock'
-    with pytest.raises(DatabaseUnavailable) as info:
-        main(
-            {},
-            zodb_uri=f'zeo://{sock}',
-            **{'zeostore.connect_timeout': '0.2'},
-        )
-    assert str(sock) in str(info.value)
-    assert 'the primary database is unavailable' in str(info.value)
 
 
 def boom_conflict(request):

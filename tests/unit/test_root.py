@@ -1,4 +1,13 @@
-"""Finder, bootstrap, databases and connection helpers, in one process."""
+"""Finder, bootstrap, databases and connection helpers, in one process.
+
+The classic ``PersistentApplicationFinder`` API and its connection on
+pyramid_tm, bootstrap retrying conflicts, ``Databases`` on memory://
+(lookup, sync, threads queued on the open, the client storage under
+wrappers, options a storage rejects, constructor and close failures),
+``get_connection`` errors, exclusive attempts syncing every database,
+and SQL storages that are not there; no process, no socket. An open that
+fails on an absent ZEO socket is in tests/functional/test_databases.py.
+"""
 
 from __future__ import annotations
 
@@ -138,22 +147,6 @@ def test_storage_that_rejects_options_names_the_key(monkeypatch):
         Databases([spec]).get()
     assert info.value.key == 'zodb_uri'
     assert 'debug' in str(info.value)
-
-
-def test_failed_open_closes_what_was_opened(tmp_path):
-    databases = Databases(
-        parse_settings(
-            {
-                'zodb_uri': 'memory://',
-                'zodb_uri.zeo': f'zeo://{tmp_path}/absent.sock',
-            }
-        ).databases,
-        connect_timeout=0.1,
-    )
-    with pytest.raises(DatabaseUnavailable) as info:
-        databases.get()
-    assert "database 'zeo' is unavailable" in str(info.value)
-    assert not databases.is_open
 
 
 def test_db_constructor_failure_closes_the_storage(monkeypatch):
