@@ -385,3 +385,23 @@ def test_relstorage_uri_errors_mask_the_password(uri, words):
     assert words in str(info.value)
     assert 'u:***@127.0.0.1' in str(info.value)
     assert ':pw@' not in str(info.value)
+
+
+def test_the_parser_takes_every_default_from_the_dataclass():
+    from dataclasses import fields
+
+    from pyramid_zeostore.settings import READERS, ZeostoreSettings
+
+    parsed = parse_settings({})
+    plain = ZeostoreSettings()
+    derived = {'lock_file'}  # beside the ZEO socket, else in the temp dir
+    for f in fields(ZeostoreSettings):
+        if f.name not in derived:
+            assert getattr(parsed, f.name) == getattr(plain, f.name), f.name
+    special = {
+        'databases', 'appmaker', 'zeo_conf', 'lock_file', 'socket_mode',
+        'socket_group',
+    }
+    read = {name for _, name, _ in READERS}
+    assert read | special == {f.name for f in fields(ZeostoreSettings)}
+    assert not read & special
