@@ -126,7 +126,7 @@ def includeme(config: Configurator) -> None:
     Parses and validates the settings (a ``ConfigurationError`` names any
     bad key), includes ``pyramid_tm`` and ``pyramid_retry``, adds
     ``request.zodb_conn``, the ``set_zodb_appmaker`` directive, the root
-    factory, the health check and the 409/503 error views. Opens no
+    factory, the health check and the 400/409/503 error views. Opens no
     database: each process opens its own on first use.
     """
     settings = config.get_settings()
@@ -188,6 +188,14 @@ def includeme(config: Configurator) -> None:
     config.add_exception_view(
         errorviews.unavailable_view, context=ClientDisconnected,
         last_retry_attempt=True,
+    )
+    # A path or query string that is not UTF-8: the client's error.
+    config.add_view_predicate(
+        'zeostore_bad_encoding', errorviews.BadEncodingPredicate
+    )
+    config.add_exception_view(
+        errorviews.bad_encoding_view, context=UnicodeDecodeError,
+        zeostore_bad_encoding=True,
     )
     if parsed.autostart:
         # Before the other actions: a server the app may talk to at once.

@@ -8,8 +8,13 @@ the including configuration).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from pyramid.httpexceptions import HTTPConflict, HTTPServiceUnavailable
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPConflict,
+    HTTPServiceUnavailable,
+)
 
 from .environ import SAFE_METHODS, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
@@ -18,7 +23,11 @@ from .interfaces import IDatabases, IZeostoreSettings
 
 def _respond(request: Any, http_exc: Any, message: str) -> Any:
     response = http_exc(detail=message)
-    if request.params.get('format') == 'json' or (
+    try:
+        format = request.GET.get('format')
+    except UnicodeDecodeError:  # a query string that is not UTF-8
+        format = None
+    if format == 'json' or (
         request.accept.acceptable_offers(['application/json'])
         and not request.accept.acceptable_offers(['text/html'])
     ):
@@ -78,3 +87,49 @@ class DisconnectedPredicate:
         databases = request.registry.queryUtility(IDatabases)
         kinds = databases.disconnected_exceptions() if databases else ()
         return bool(kinds) and isinstance(context, kinds) == self.value
+
+
+def undecodable(environ: Any) -> str | None:
+    """Which part of the request's URL is not UTF-8 (``'path'``,
+    ``'query string'``), or None."""
+    for part, raw in (
+        ('path', environ.get('PATH_INFO', '')),
+        ('query string', environ.get('QUERY_STRING', '')),
+    ):
+        try:
+            data = raw.encode('latin-1')
+            if part == 'query string':
+                data = unquote_to_bytes(data.replace(b'+', b' '))
+            data.decode('utf-8')
+        except UnicodeError:
+            return part
+    return None
+
+
+class BadEncodingPredicate:
+    """View predicate ``zeostore_bad_encoding=True``: the exception is a
+    ``UnicodeDecodeError`` because the request's own URL is not UTF-8 (so
+    a decoding bug of the server's own data stays a 500)."""
+
+    def __init__(self, value: bool, config: Any) -> None:
+        self.value = bool(value)
+
+    def text(self) -> str:
+        return f'zeostore_bad_encoding = {self.value}'
+
+    phash = text
+
+    def __call__(self, context: Any, request: Any) -> bool:
+        bad = isinstance(context, UnicodeDecodeError) and (
+            undecodable(request.environ) is not None
+        )
+        return bad == self.value
+
+
+def bad_encoding_view(exc: Exception, request: Any) -> Any:
+    """400: the path or query string is not valid UTF-8."""
+    part = undecodable(request.environ)
+    return _respond(
+        request, HTTPBadRequest,
+        f'The {part} of the URL is not valid UTF-8; nothing was done.',
+    )

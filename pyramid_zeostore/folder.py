@@ -41,14 +41,23 @@ __all__ = ['Folder', 'FolderTree', 'InvalidName', 'MAX_NAME_LENGTH']
 #: The longest name a folder accepts, in characters.
 MAX_NAME_LENGTH = 255
 
+#: Characters a name may not hold: they make one name look like another
+#: (a bidirectional control such as U+202E shows the rest of a name
+#: reversed; zero-width characters and the byte order mark are not seen).
+INVISIBLE = frozenset(
+    '\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d'
+    '\u202e\u2060\u2066\u2067\u2068\u2069\ufeff'
+)
+
 _MISSING: Any = object()
 
 
 def _show(name: str) -> str:
-    """``name`` in double quotes, control characters escaped."""
+    """``name`` in double quotes, control, invisible and surrogate
+    characters escaped."""
     shown = ''.join(
         c.encode('unicode_escape').decode('ascii')
-        if unicodedata.category(c) == 'Cc'
+        if unicodedata.category(c) in ('Cc', 'Cs') or c in INVISIBLE
         else c
         for c in name
     )
@@ -184,8 +193,11 @@ class Folder(Persistent):
         Raise ``TypeError`` if it is not a ``str``; :class:`InvalidName`
         (a ``ValueError``) if it is empty, longer than
         :data:`MAX_NAME_LENGTH`, ``.`` or ``..``, contains ``/`` or a
-        control character, or starts with ``@@`` (views) or ``++``
-        (namespaces). Does not look at the folder's contents.
+        control character, an invisible character that can disguise it
+        (bidirectional controls, zero-width characters, the byte order
+        mark) or a lone surrogate (not text: it cannot be encoded in a
+        URL), or starts with ``@@`` (views) or ``++`` (namespaces). Does
+        not look at the folder's contents.
         """
         if not isinstance(name, str):
             raise TypeError(
@@ -215,6 +227,15 @@ class Folder(Persistent):
             raise InvalidName(
                 'Names which contain control characters are not allowed: '
                 f'{_show(name)}', name)
+        if any(unicodedata.category(c) == 'Cs' for c in name):
+            raise InvalidName(
+                'Names must be text: lone surrogates are not allowed: '
+                f'{_show(name)}', name)
+        if not INVISIBLE.isdisjoint(name):
+            raise InvalidName(
+                'Names which contain invisible characters (bidirectional '
+                'controls, zero-width characters, byte order marks) are '
+                f'not allowed: {_show(name)}', name)
         return name
 
     def check_name(self, name: Any) -> str:

@@ -76,9 +76,13 @@ class Collector:
 
     def new_request(self, event: Any) -> None:
         request = event.request
-        if METRICS not in request.environ:
-            request.environ[METRICS] = RequestMetrics(
-                request.method, request.path_info
+        environ = request.environ
+        if METRICS not in environ:
+            # Decoded leniently: a path that is not UTF-8 gets its 400
+            # from the error view, not a 500 from here.
+            path = environ.get('PATH_INFO', '').encode('latin-1')
+            environ[METRICS] = RequestMetrics(
+                request.method, path.decode('utf-8', 'replace')
             )
 
     def opened(self, event: Any) -> None:

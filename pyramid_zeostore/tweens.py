@@ -205,7 +205,8 @@ def contention_tween_factory(
             return handler(request)
         environ = request.environ
         if not environ.get('retry.attempt'):  # the first attempt
-            key = (request.method, request.path_info)
+            # The raw path: one that is not UTF-8 is a 400 further in.
+            key = (request.method, environ.get('PATH_INFO', ''))
             queue = hotspots.started(key)
             if queue is not None:
                 environ[HOT] = queue

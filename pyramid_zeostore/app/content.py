@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from persistent import Persistent
 
 #: Attribute values the JSON API stores and returns.
 JSON_SCALARS = (str, int, float, bool, type(None))
+#: How deep lists and objects may nest in an attribute value.
+MAX_DEPTH = 32
 
 
 class Item(Persistent):
@@ -58,12 +61,35 @@ _RESERVED = frozenset({'data'})
 
 
 def _jsonable(value: Any) -> bool:
+    return value_problem(value) is None
+
+
+def value_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be an attribute the API stores and shows, or
+    None: only JSON values, finite numbers, text that is Unicode (no lone
+    surrogates), nested at most :data:`MAX_DEPTH` deep."""
+    if isinstance(value, str):
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError:
+            return 'text must not hold lone surrogates'
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else 'numbers must be finite'
     if isinstance(value, JSON_SCALARS):
-        return True
+        return None
+    if depth >= MAX_DEPTH:
+        return f'values may nest at most {MAX_DEPTH} levels deep'
     if isinstance(value, list):
-        return all(_jsonable(v) for v in value)
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and _jsonable(v) for k, v in value.items()
-        )
-    return False
+        items = value
+    elif isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            return 'object keys must be text'
+        items = [*value, *value.values()]
+    else:
+        return f'{type(value).__name__} is not a JSON value'
+    for item in items:
+        problem = value_problem(item, depth + 1)
+        if problem is not None:
+            return problem
+    return None

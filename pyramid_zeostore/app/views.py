@@ -12,9 +12,10 @@ cookie and the header match: a page of another site can do neither).
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import (
@@ -27,13 +28,23 @@ from pyramid.response import Response
 from pyramid.traversal import quote_path_segment, resource_path
 
 from ..folder import Folder
-from .content import Item, is_attribute_name, public_attributes
+from .content import (
+    MAX_DEPTH,
+    Item,
+    is_attribute_name,
+    public_attributes,
+    value_problem,
+)
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 #: ``?start=`` walks the BTree buckets up to it: deeper pages use ``after``
 MAX_START = 10_000
 KINDS = {'folder': Folder, 'item': Item}
+#: The largest whole numbers an increment may make: what a JSON client
+#: can read back (Python writes at most 4300 digits, and reads no more).
+MAX_INT_DIGITS = 4000
+MAX_INT_BITS = int(MAX_INT_DIGITS * 3.3219)  # log2(10)
 
 
 def wants_json(request: Any) -> bool:
@@ -69,13 +80,44 @@ def _int_param(request: Any, name: str, default: int, high: int) -> int:
     return value
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f'{name} is not a JSON number')
+
+
 def _json_body(request: Any) -> dict:
+    """The body as a JSON object: finite numbers only (no ``NaN`` or
+    ``Infinity``, which Python's JSON takes and no client could read
+    back), nested at most :data:`~.content.MAX_DEPTH` levels."""
     try:
-        body = request.json_body
-    except ValueError:
-        raise bad_request('expected a JSON object as the body') from None
+        body = json.loads(
+            request.body.decode('utf-8'), parse_constant=_no_constant
+        )
+    except RecursionError:
+        body = None
+    except ValueError as e:  # not UTF-8, not JSON, NaN, too many digits
+        raise bad_request(
+            f'expected a JSON object as the body ({e})'
+        ) from None
     if not isinstance(body, dict):
-        raise bad_request('expected a JSON object as the body')
+        raise bad_request(
+            'expected a JSON object as the body, nested at most '
+            f'{MAX_DEPTH} levels'
+        )
+    return body
+
+
+def _form(request: Any) -> dict:
+    """A form post's fields; they must be UTF-8 (webob would store U+FFFD
+    for what is not)."""
+    raw = request.body
+    if request.content_type == 'application/x-www-form-urlencoded':
+        raw = unquote_to_bytes(raw.replace(b'+', b' '))
+    try:
+        raw.decode('utf-8')
+    except UnicodeDecodeError:
+        raise bad_request('the form is not valid UTF-8') from None
+    body = dict(request.POST)
+    body.pop('csrf_token', None)
     return body
 
 
@@ -137,12 +179,15 @@ def show(context: Any, request: Any) -> Any:
 def _set_attributes(obj: Any, attributes: Any) -> None:
     if not isinstance(attributes, dict):
         raise bad_request('attributes must be a JSON object')
-    for name in attributes:
+    for name, value in attributes.items():
         if not is_attribute_name(obj, name):
             raise bad_request(
                 f'{name!r} is not an attribute you can set: use an '
                 'identifier that does not start with "_"'
             )
+        problem = value_problem(value)
+        if problem is not None:
+            raise bad_request(f'{name}: {problem}')
     for name, value in attributes.items():
         setattr(obj, name, value)
 
@@ -152,11 +197,10 @@ def create(context: Folder, request: Any) -> Any:
     if request.content_type == 'application/json':
         body = _json_body(request)
     else:
-        body = dict(request.POST)
-        body.pop('csrf_token', None)
+        body = _form(request)
     name = body.get('name')
     kind = body.get('type', 'item')
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise bad_request('type must be "folder" or "item"')
     try:
         name = context.validate_name(name)
@@ -202,8 +246,13 @@ def increment(context: Any, request: Any) -> Any:
     value = getattr(context, name, 0)
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f'{name!r} holds {value!r}, not a whole number')
-    setattr(context, name, value + by)
-    return Response(json_body={'attribute': name, 'value': value + by})
+    total = value + by
+    if total.bit_length() > MAX_INT_BITS:
+        raise bad_request(
+            f'{name!r} would exceed {MAX_INT_DIGITS} digits: not done'
+        )
+    setattr(context, name, total)
+    return Response(json_body={'attribute': name, 'value': total})
 
 
 def _html(data: dict, request: Any) -> str:

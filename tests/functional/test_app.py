@@ -159,7 +159,10 @@ def test_bad_json_body_and_non_number_counter(app):
         '/', '{not json', headers={**H, 'Content-Type': 'application/json'},
         status=400,
     )
-    assert res.json['message'] == 'expected a JSON object as the body'
+    assert res.json['message'] == (
+        'expected a JSON object as the body (Expecting property name '
+        'enclosed in double quotes: line 1 column 2 (char 1))'
+    )
     app.post_json('/', {'name': 's', 'attributes': {'counter': 'x'}},
                   headers=H)
     res = app.post_json('/s/@@increment', {}, headers=H, status=400)

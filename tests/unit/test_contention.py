@@ -684,7 +684,8 @@ def test_tween_counts_first_attempts_and_queues_hot_keys(tmp_path):
     tween = contention_tween_factory(handler, tween_registry(path))
 
     def post(url, **environ):
-        tween(SimpleNamespace(method='POST', environ=environ, path_info=url))
+        environ['PATH_INFO'] = url  # the key: the raw path
+        tween(SimpleNamespace(method='POST', environ=environ))
         return seen[-1]
 
     for _ in range(HOT_MIN_REQUESTS):

@@ -251,6 +251,20 @@ INVALID_NAMES = [
     ('x' * (MAX_NAME_LENGTH + 1), InvalidName,
      f'Names longer than 255 characters are not allowed: "{"x" * 40}"... '
      f'(256 characters)'),
+    ('\ud800', InvalidName,
+     'Names must be text: lone surrogates are not allowed: "\\ud800"'),
+    ('photo\u202egpj.exe', InvalidName,
+     'Names which contain invisible characters (bidirectional controls, '
+     'zero-width characters, byte order marks) are not allowed: '
+     '"photo\\u202egpj.exe"'),
+    ('zero\u200bwidth', InvalidName,
+     'Names which contain invisible characters (bidirectional controls, '
+     'zero-width characters, byte order marks) are not allowed: '
+     '"zero\\u200bwidth"'),
+    ('\ufeffbom', InvalidName,
+     'Names which contain invisible characters (bidirectional controls, '
+     'zero-width characters, byte order marks) are not allowed: '
+     '"\\ufeffbom"'),
 ]
 
 
