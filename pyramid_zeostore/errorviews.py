@@ -70,18 +70,26 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     return response
 
 
-class DisconnectedPredicate:
-    """View predicate ``zeostore_disconnected=True``: the exception is one
-    the app's storages raise when their server went away (a RelStorage
-    driver's ``disconnected_exceptions``)."""
+class FlagPredicate:
+    """A view predicate that takes True or False, named :attr:`name`."""
+
+    name = ''
 
     def __init__(self, value: bool, config: Any) -> None:
         self.value = bool(value)
 
     def text(self) -> str:
-        return f'zeostore_disconnected = {self.value}'
+        return f'{self.name} = {self.value}'
 
     phash = text
+
+
+class DisconnectedPredicate(FlagPredicate):
+    """View predicate ``zeostore_disconnected=True``: the exception is one
+    the app's storages raise when their server went away (a RelStorage
+    driver's ``disconnected_exceptions``)."""
+
+    name = 'zeostore_disconnected'
 
     def __call__(self, context: Any, request: Any) -> bool:
         databases = request.registry.queryUtility(IDatabases)
@@ -106,18 +114,12 @@ def undecodable(environ: Any) -> str | None:
     return None
 
 
-class BadEncodingPredicate:
+class BadEncodingPredicate(FlagPredicate):
     """View predicate ``zeostore_bad_encoding=True``: the exception is a
     ``UnicodeDecodeError`` because the request's own URL is not UTF-8 (so
     a decoding bug of the server's own data stays a 500)."""
 
-    def __init__(self, value: bool, config: Any) -> None:
-        self.value = bool(value)
-
-    def text(self) -> str:
-        return f'zeostore_bad_encoding = {self.value}'
-
-    phash = text
+    name = 'zeostore_bad_encoding'
 
     def __call__(self, context: Any, request: Any) -> bool:
         bad = isinstance(context, UnicodeDecodeError) and (
