@@ -1,22 +1,12 @@
 """The same live root from scripts and cron jobs: open_root, open_db.
 
-A script names either the ini of the application (``development.ini``,
-``production.ini#myapp``) or a bare database URI (``zeo://...``,
-``file://...``). With an ini the application is loaded as ``pserve`` loads
-it, so the script gets the databases and the appmaker the application
-configured (``zeostore.appmaker`` or ``config.set_zodb_appmaker``); with a
-URI it gets that database and :func:`~.root.default_appmaker` unless
-told otherwise.
-
-Each use opens the databases in this process and closes them at the end;
-the work runs on a transaction manager of its own (never the global one)::
-
-    with open_root('development.ini') as root:      # one attempt
-        root['news'] = Folder()                      # committed at exit
-
-    for attempt in open_root('development.ini', attempts=5):
-        with attempt as root:                        # retried on conflict
-            root['counter'].value += 1
+A script names the ini of the application (``production.ini#myapp``),
+which is loaded as ``pserve`` loads it, so that the script gets the very
+databases and appmaker the application configured; or a bare database
+URI, with :func:`~.root.default_appmaker`. Each use opens the databases
+in this process, works on a transaction manager of its own (never the
+global one), retries conflicts if asked, and closes them at the end: see
+:func:`open_root`.
 """
 
 from __future__ import annotations
@@ -239,7 +229,14 @@ def open_root(
     attempts: int = 3,
     appmaker: Appmaker | None = None,
 ) -> RootOpener:
-    """The app root of ``target`` for a script: an ini or a database URI.
+    """The app root of ``target`` for a script: an ini or a database URI::
+
+        with open_root('development.ini') as root:      # one attempt
+            root['news'] = Folder()                      # committed at exit
+
+        for attempt in open_root('development.ini', attempts=5):
+            with attempt as root:                        # retried on conflict
+                root['counter'].value += 1
 
     ``with open_root(target) as root:`` runs one attempt: commits when
     the block ends, aborts if it raises. ``for attempt in

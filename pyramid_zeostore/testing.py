@@ -1,45 +1,16 @@
 """pytest plugin: a real ZEO server, a database and the app for your tests.
 
+So that a project's tests run its own app, with its own settings, on a
+real ZEO server whose database every test starts from afresh and leaves
+as it found it (a DemoStorage over it), with no setup of their own.
 Installed with pyramid_zeostore (the ``pytest11`` entry point
-``pyramid_zeostore``), so its fixtures are there in every test of a
-project that depends on it; ``-p no:pyramid_zeostore`` turns it off.
-
-=================  ==========  ============================================
-fixture            scope       what
-=================  ==========  ============================================
-``zeo_server``     session     a real ``runzeo`` on a Unix socket in a temp
-                               dir (:class:`ZEOProcess`), stopped at the end
-``zodb_uri``       test        ``demo:(zeo://...)/(memory://)``: a
-                               DemoStorage over the server's database; what
-                               a test commits stays in memory and is gone
-                               after it
-``app_settings``   test        the app's settings: ``[app:main]`` of the
-                               ini named by the ``zeostore_ini`` option (if
-                               any), with ``zodb_uri`` for the test's
-                               database, no autostart, no startup check
-``zodb_databases`` test        the :class:`~pyramid_zeostore.Databases` of
-                               those settings, shared by test and app
-``zodb_db``        test        its primary ``ZODB.DB``
-``zodb_conn``      test        a connection of the test's own, on a
-                               transaction manager of its own
-``zodb_root``      test        that connection's root mapping
-``app_factory``    test        the app's ``main(global_config, **settings)``:
-                               the ini's app, else pyramid_zeostore's
-``wsgi_app``       test        the app, on ``zodb_databases``, its root
-                               already made by the appmaker
-``testapp``        test        a ``webtest.TestApp`` over it: each request
-                               is a real transaction (pyramid_tm); after it
-                               ``zodb_root`` sees what it committed
-``dummy_request``  test        a ``DummyRequest`` on the app's registry with
-                               ``request.tm`` and ``request.zodb_conn``
-                               (``zodb_conn`` and its manager) and
-                               ``request.root`` / ``context`` (the app root)
-=================  ==========  ============================================
-
-Set ``zeostore_ini = development.ini`` in ``[tool.pytest.ini_options]``
-and the tests run your app, with your settings, on a database of their
-own; override ``app_settings``, ``app_factory`` or ``zodb_uri`` in a
-``conftest.py`` to change that.
+``pyramid_zeostore``: ``-p no:pyramid_zeostore`` turns it off); set
+``zeostore_ini = development.ini`` in ``[tool.pytest.ini_options]`` to
+test that ini's app. The fixtures (``zeo_server``, ``zodb_uri``,
+``app_settings``, ``zodb_databases``, ``zodb_db``, ``zodb_conn``,
+``zodb_root``, ``app_factory``, ``wsgi_app``, ``testapp``,
+``dummy_request``) say what they give in their docstrings; the README's
+"Testing your app" has them in a table.
 """
 
 from __future__ import annotations

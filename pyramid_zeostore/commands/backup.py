@@ -1,28 +1,9 @@
 """``pzeo backup`` and ``pzeo restore``: ZODB's repozo, plus the blobs.
 
-The Data.fs named by the zeo.conf is backed up by ZODB's own ``repozo``
-(``python -m ZODB.scripts.repozo``, run as a child process: its exit
-status and messages are its contract, and its module globals stay out of
-this process). repozo may read the file while ZEO serves it: it opens it
-read-only (no lock) and copies up to the end of the last committed
-transaction, which is where the file's read-only scan stops.
-
-The backup folder is a plain repozo repository (``repozo -R -r DIR``
-works on it as well), plus one folder per backup for the blobs, which
-repozo leaves out::
-
-    DIR/2024-05-01-10-00-00.fs        repozo: a full backup (+ .dat, .index)
-    DIR/2024-05-01-11-00-00.deltafs   repozo: an incremental (+ .index)
-    DIR/blobs/2024-05-01-10-00-00/    the blob folder as of that backup
-    DIR/blobs/2024-05-01-11-00-00/    the same, files unchanged since the
-                                      previous one hard-linked to it
-
-Each blob folder holds the blob files of the transactions in its backup
-(the ``.blob`` files named by a transaction id up to the last one in the
-backup's file; blobs of transactions committed during the copy are left
-out), so a restore gets exactly the blobs of the Data.fs it restores.
-Blob files never change once written (a new revision is a new file), so
-a file of the same name in the previous folder is the same file.
+repozo backs the Data.fs up while ZEO serves it, full or incremental, but
+leaves the blobs out; this keeps a blob folder per backup beside its files
+(hard-linked where unchanged), so that a restore gets exactly the blobs of
+the Data.fs it restores. The layout is told in :func:`run_backup`.
 """
 
 from __future__ import annotations
@@ -301,6 +282,32 @@ def _snapshots(repository: str) -> list[str]:
 
 
 def run_backup(args: argparse.Namespace) -> int:
+    """Back up the zeo.conf's Data.fs with repozo, and its blobs.
+
+    The Data.fs named by the zeo.conf is backed up by ZODB's own ``repozo``
+    (``python -m ZODB.scripts.repozo``, run as a child process: its exit
+    status and messages are its contract, and its module globals stay out of
+    this process). repozo may read the file while ZEO serves it: it opens it
+    read-only (no lock) and copies up to the end of the last committed
+    transaction, which is where the file's read-only scan stops.
+
+    The backup folder is a plain repozo repository (``repozo -R -r DIR``
+    works on it as well), plus one folder per backup for the blobs, which
+    repozo leaves out::
+
+        DIR/2024-05-01-10-00-00.fs       repozo: a full backup (+ .dat, .index)
+        DIR/2024-05-01-11-00-00.deltafs  repozo: an incremental (+ .index)
+        DIR/blobs/2024-05-01-10-00-00/   the blob folder as of that backup
+        DIR/blobs/2024-05-01-11-00-00/   the same, files unchanged since the
+                                         previous one hard-linked to it
+
+    Each blob folder holds the blob files of the transactions in its backup
+    (the ``.blob`` files named by a transaction id up to the last one in the
+    backup's file; blobs of transactions committed during the copy are left
+    out), so a restore gets exactly the blobs of the Data.fs it restores.
+    Blob files never change once written (a new revision is a new file), so
+    a file of the same name in the previous folder is the same file.
+    """
     storages = zeo_storages(args)
     if len(storages) > 1:
         names = ', '.join(s.name for s in storages)

@@ -1,25 +1,10 @@
 """``pzeo copy SRC_URI DST_URI``: copy a database, transaction by
 transaction, from any storage a URI names to any other.
 
-Both URIs are resolved like ``zodb_uri`` (zodburi, our ``zeo://``,
-RelStorage's ``postgres://``, ``mysql://``, ``sqlite://``, ...). The copy
-is what RelStorage's ``zodbconvert`` does in its history-preserving mode,
-done here for every destination: each source transaction is replayed with
-``tpc_begin(txn, tid)``, ``restore()`` (``restoreBlob()`` for blobs) and
-``tpc_vote``/``tpc_finish``, so transaction ids, users, descriptions and
-history are kept. A ZEO client has no ``restoreBlob``: a blob record goes
-to it with ``storeBlob`` inside the same transaction (same tid).
-
-The destination must be empty (no transaction at all); ``--incremental``
-resumes an interrupted copy of the same source: it copies the source's
-transactions after the destination's last one, which must be a
-transaction of the source.
-
-Exit status: 0 copied (0 transactions with ``--incremental`` when the
-destination was up to date), 1 refused or failed (destination not empty,
-source empty, a server down, a blob the destination cannot store), 2 a
-usage or configuration error (a URI that cannot be resolved, a source file
-that does not exist).
+It moves an app from an embedded file to a ZEO server or to RelStorage
+(and back) with its history, transaction ids and blobs, as RelStorage's
+``zodbconvert`` does for SQL destinations only; how, and the exit
+statuses, are told in :func:`run`.
 """
 
 from __future__ import annotations
@@ -323,6 +308,28 @@ class Copier:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Copy every transaction of the source to the destination.
+
+    Both URIs are resolved like ``zodb_uri`` (zodburi, our ``zeo://``,
+    RelStorage's ``postgres://``, ``mysql://``, ``sqlite://``, ...). The copy
+    is what RelStorage's ``zodbconvert`` does in its history-preserving mode,
+    done here for every destination: each source transaction is replayed with
+    ``tpc_begin(txn, tid)``, ``restore()`` (``restoreBlob()`` for blobs) and
+    ``tpc_vote``/``tpc_finish``, so transaction ids, users, descriptions and
+    history are kept. A ZEO client has no ``restoreBlob``: a blob record goes
+    to it with ``storeBlob`` inside the same transaction (same tid).
+
+    The destination must be empty (no transaction at all); ``--incremental``
+    resumes an interrupted copy of the same source: it copies the source's
+    transactions after the destination's last one, which must be a
+    transaction of the source.
+
+    Exit status: 0 copied (0 transactions with ``--incremental`` when the
+    destination was up to date), 1 refused or failed (destination not empty,
+    source empty, a server down, a blob the destination cannot store), 2 a
+    usage or configuration error (a URI that cannot be resolved, a source file
+    that does not exist).
+    """
     if args.progress < 0:
         raise CommandError('--progress: expected a number >= 0', 2)
     if args.timeout <= 0:

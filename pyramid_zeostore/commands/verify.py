@@ -1,24 +1,10 @@
 """``pzeo verify INI``: read every object record, check every reference.
 
-For each current object record (``record_iternext``, the storage API
-that zodbverify uses) the check unpickles its class and its state,
-imports the classes they name, and collects its references; afterwards
-every reference must name a record of the storage. A blob's file must
-be in the blob folder. Each problem is reported by oid, class and,
-where the object can be reached from the root, by a path of names: the
-keys of the containers (anything with ``items()``: folders, mappings,
-BTrees) on the way.
-
-By default the FileStorage files of the zeo.conf are read directly,
-read-only (FileStorage takes no lock then, like repozo: the server may
-keep running; what is committed after the file was opened is not seen).
-The file is scanned from its start, not from its index, so every
-transaction and data record header is checked on the way. ``--file``
-checks another file (a copy, a restored backup); ``--via-zeo`` reads
-through the ini's ``zodb_uri`` instead (one round trip per record).
-
-Not checked: references to other databases of a multi-database and
-weak references (both may dangle legitimately), old revisions.
+Damage (a record whose class or state cannot be loaded, a reference to a
+missing record, a missing blob file) is found before a user's request
+meets it, and reported by oid, class and path from the root, from the
+served files without stopping the server; what is checked, and what not,
+is told in :func:`run`.
 """
 
 from __future__ import annotations
@@ -449,6 +435,28 @@ def _print(report: Report, seconds: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every current record of each database; exit 1 on damage.
+
+    For each current object record (``record_iternext``, the storage API
+    that zodbverify uses) the check unpickles its class and its state,
+    imports the classes they name, and collects its references; afterwards
+    every reference must name a record of the storage. A blob's file must
+    be in the blob folder. Each problem is reported by oid, class and,
+    where the object can be reached from the root, by a path of names: the
+    keys of the containers (anything with ``items()``: folders, mappings,
+    BTrees) on the way.
+
+    By default the FileStorage files of the zeo.conf are read directly,
+    read-only (FileStorage takes no lock then, like repozo: the server may
+    keep running; what is committed after the file was opened is not seen).
+    The file is scanned from its start, not from its index, so every
+    transaction and data record header is checked on the way. ``--file``
+    checks another file (a copy, a restored backup); ``--via-zeo`` reads
+    through the ini's ``zodb_uri`` instead (one round trip per record).
+
+    Not checked: references to other databases of a multi-database and
+    weak references (both may dangle legitimately), old revisions.
+    """
     if args.blob_dir and not args.file:
         raise CommandError('--blob-dir goes with --file', 2)
     if args.db is not None and not args.via_zeo:
