@@ -7,7 +7,7 @@ ini for the ready app on a free loopback port, :class:`ServerProcess`
 ``runzeo`` processes of a zeo.conf from /proc, :class:`StartingLine` (a
 barrier for child processes made of two pipes) and the ``autostarted``
 and ``servers`` fixtures, which stop what a test started even when it
-fails.
+fails, and ``certs``: a CA and certificates for the TLS tests.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import urllib.request
 import pytest
 
 from pyramid_zeostore import zeoserver
+from tests import tlscerts
 
 BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -370,3 +371,10 @@ JSON_HEADERS = {
     'Cookie': 'csrf_token=functional-test',
     'X-CSRF-Token': 'functional-test',
 }
+
+
+@pytest.fixture(scope='module')
+def certs(tmp_path_factory):
+    """A CA, server and client certificates (tests/tlscerts.py), made once
+    per test module."""
+    return tlscerts.make_certs(tmp_path_factory.mktemp('certs'))

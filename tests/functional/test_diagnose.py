@@ -29,13 +29,7 @@ from pyramid_zeostore.resolvers import (
     format_address,
     probe,
 )
-from tests import tlscerts
 from tests.unit.test_diagnose import databases, factory
-
-
-@pytest.fixture(scope='module')
-def certs(tmp_path_factory):
-    return tlscerts.make_certs(tmp_path_factory.mktemp('certs'))
 
 
 class Server:

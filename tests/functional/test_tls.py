@@ -20,7 +20,6 @@ import time
 import pytest
 
 from pyramid_zeostore import zeoserver
-from tests import tlscerts
 from tests.functional import conftest as fconf
 
 pytestmark = pytest.mark.deploy
@@ -48,10 +47,6 @@ ZEO_CONF = """\
 NO_CERT = 'this client sent no certificate'
 REFUSED_CERT = "refused this client's certificate"
 
-
-@pytest.fixture(scope='module')
-def certs(tmp_path_factory):
-    return tlscerts.make_certs(tmp_path_factory.mktemp('certs'))
 
 
 @pytest.fixture(scope='module')

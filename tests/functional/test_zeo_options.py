@@ -15,14 +15,8 @@ from pyramid_zeostore import (
     parse_settings,
     zeoserver,
 )
-from tests import tlscerts
 
 from .conftest import free_port
-
-
-@pytest.fixture(scope='module')
-def certs(tmp_path_factory):
-    return tlscerts.make_certs(tmp_path_factory.mktemp('certs'))
 
 
 def start_runzeo(directory, address_line, extra=''):
