@@ -21,16 +21,28 @@ from .exceptions import DatabaseUnavailable
 from .interfaces import IDatabases, IZeostoreSettings
 
 
-def _respond(request: Any, http_exc: Any, message: str) -> Any:
-    response = http_exc(detail=message)
+def json_client(request: Any) -> bool:
+    """Does the client want JSON: ``?format=json``, a JSON body, or an
+    ``Accept`` that takes JSON and not HTML?"""
     try:
         format = request.GET.get('format')
     except UnicodeDecodeError:  # a query string that is not UTF-8
         format = None
-    if format == 'json' or (
-        request.accept.acceptable_offers(['application/json'])
-        and not request.accept.acceptable_offers(['text/html'])
-    ):
+    return (
+        format == 'json'
+        or request.content_type == 'application/json'
+        or bool(
+            request.accept.acceptable_offers(['application/json'])
+            and not request.accept.acceptable_offers(['text/html'])
+        )
+    )
+
+
+def respond(request: Any, http_exc: Any, message: str) -> Any:
+    """``http_exc`` saying ``message``: as JSON (``error``, ``message``)
+    to a :func:`json_client`, else Pyramid's HTML page."""
+    response = http_exc(detail=message)
+    if json_client(request):
         response.content_type = 'application/json'
         response.json_body = {'error': response.title, 'message': message}
     return response
@@ -39,7 +51,7 @@ def _respond(request: Any, http_exc: Any, message: str) -> Any:
 def conflict_view(exc: Exception, request: Any) -> Any:
     """409: every retry attempt met a write conflict."""
     attempts = request.environ.get('retry.attempts', 1)
-    return _respond(
+    return respond(
         request,
         HTTPConflict,
         f'The object was changed by another request {attempts} time(s) '
@@ -60,7 +72,7 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
         # an earlier one): a commit in flight may have reached it before
         # the connection dropped.
         outcome = 'your change may or may not have been saved'
-    response = _respond(
+    response = respond(
         request,
         HTTPServiceUnavailable,
         f'The database is not reachable right now; {outcome}. '
@@ -131,7 +143,7 @@ class BadEncodingPredicate(FlagPredicate):
 def bad_encoding_view(exc: Exception, request: Any) -> Any:
     """400: the path or query string is not valid UTF-8."""
     part = undecodable(request.environ)
-    return _respond(
+    return respond(
         request, HTTPBadRequest,
         f'The {part} of the URL is not valid UTF-8; nothing was done.',
     )

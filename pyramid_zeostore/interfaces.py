@@ -170,6 +170,10 @@ class IZeostoreSettings(Interface):
     """Marker for the parsed ZeostoreSettings registered as a utility."""
 
 
+class IZeostoreAppSettings(Interface):
+    """Marker for the ready app's parsed AppSettings (a utility)."""
+
+
 class IAppmaker(Interface):
     """Marker for the ``appmaker(zodb_root) -> app_root`` callable."""
 

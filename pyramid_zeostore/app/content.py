@@ -32,14 +32,40 @@ class Item(Persistent):
         return f'<{type(self).__name__} {self.__name__!r}>'
 
 
+class Value(Persistent):
+    """A large attribute value in a record of its own.
+
+    ZODB writes an object's whole state on every change: an item holding
+    1 MB beside a counter would add 1 MB to the database per increment.
+    Values over ``zeostore.large_value`` bytes of JSON are kept in a
+    :class:`Value`, so changing the small ones rewrites only the item's
+    small record (and a large value only when it changes).
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def unbox(value: Any) -> Any:
+    """The attribute value itself, out of its :class:`Value` if boxed."""
+    return value.value if isinstance(value, Value) else value
+
+
+def store(obj: Any, name: str, value: Any, large: int, size: int) -> None:
+    """Set attribute ``name``, boxing the value if its JSON (``size``
+    bytes) is over ``large`` bytes."""
+    setattr(obj, name, Value(value) if size > large else value)
+
+
 def public_attributes(obj: Any) -> dict[str, Any]:
     """The JSON-able attributes of ``obj`` that the API shows and edits."""
     state = obj.__dict__ if hasattr(obj, '__dict__') else {}
-    return {
-        name: value
-        for name, value in sorted(state.items())
-        if is_attribute_name(obj, name) and _jsonable(value)
-    }
+    found = {}
+    for name, value in sorted(state.items()):
+        value = unbox(value)
+        if is_attribute_name(obj, name) and _jsonable(value):
+            found[name] = value
+    return found
 
 
 def is_attribute_name(obj: Any, name: Any) -> bool:

@@ -1,13 +1,13 @@
 """The ready app's pages and JSON API, by traversal over the folder tree.
 
-Reads: ``GET`` any object (HTML, or JSON with ``Accept: application/json``
-or ``?format=json``); folders list a page at a time (``?after=&size=``).
-Writes (JSON bodies): ``POST folder`` creates a child, ``PATCH obj`` sets
+Reads (permission ``view``): ``GET`` any object (HTML, or JSON with
+``Accept: application/json`` or ``?format=json``); folders list a page at
+a time (``?after=&size=``). Writes (permission ``edit``, JSON bodies):
+``POST folder`` creates a child (a form post too), ``PATCH obj`` sets
 attributes, ``DELETE obj`` removes it, ``POST obj/@@increment`` adds to a
-number attribute. Unsafe methods need a CSRF token: browsers get it in
-the forms; API clients send the ``csrf_token`` cookie's value back in an
-``X-CSRF-Token`` header (any value they choose works, as long as the
-cookie and the header match: a page of another site can do neither).
+number attribute. Who may do what is :mod:`.security`'s; the cross-site
+checks every write passes are :mod:`.csrf`'s. Other methods: 405 with
+``Allow``.
 """
 
 from __future__ import annotations
@@ -17,24 +17,30 @@ from html import escape
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlencode
 
-from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPConflict,
     HTTPCreated,
+    HTTPMethodNotAllowed,
+    HTTPRequestEntityTooLarge,
     HTTPSeeOther,
+    HTTPUnsupportedMediaType,
 )
 from pyramid.response import Response
 from pyramid.traversal import quote_path_segment, resource_path
 
 from ..folder import Folder
+from ..interfaces import IZeostoreAppSettings
 from .content import (
     MAX_DEPTH,
     Item,
     is_attribute_name,
     public_attributes,
+    store,
+    unbox,
     value_problem,
 )
+from .html import csrf_field, identity_of, page
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -45,6 +51,16 @@ KINDS = {'folder': Folder, 'item': Item}
 #: can read back (Python writes at most 4300 digits, and reads no more).
 MAX_INT_DIGITS = 4000
 MAX_INT_BITS = int(MAX_INT_DIGITS * 3.3219)  # log2(10)
+JSON = 'application/json'
+FORM = 'application/x-www-form-urlencoded'
+#: What each kind of object answers (OPTIONS and 405 say so).
+ALLOW = {
+    'folder': ('GET', 'HEAD', 'OPTIONS', 'POST', 'PATCH', 'DELETE'),
+    'item': ('GET', 'HEAD', 'OPTIONS', 'PATCH', 'DELETE'),
+    'increment': ('OPTIONS', 'POST'),
+    'login': ('GET', 'HEAD', 'OPTIONS', 'POST'),
+    'logout': ('GET', 'HEAD', 'OPTIONS', 'POST'),
+}
 
 
 def wants_json(request: Any) -> bool:
@@ -176,9 +192,12 @@ def show(context: Any, request: Any) -> Any:
     return Response(_html(data, request), content_type='text/html')
 
 
-def _set_attributes(obj: Any, attributes: Any) -> None:
+def _set_attributes(request: Any, obj: Any, attributes: Any) -> None:
+    """Check every attribute first, then set them all (or none)."""
     if not isinstance(attributes, dict):
         raise bad_request('attributes must be a JSON object')
+    settings = request.registry.getUtility(IZeostoreAppSettings)
+    sizes = {}
     for name, value in attributes.items():
         if not is_attribute_name(obj, name):
             raise bad_request(
@@ -188,13 +207,31 @@ def _set_attributes(obj: Any, attributes: Any) -> None:
         problem = value_problem(value)
         if problem is not None:
             raise bad_request(f'{name}: {problem}')
+        size = sizes[name] = len(json.dumps(value).encode('utf-8'))
+        if size > settings.max_value:
+            raise _json_error(
+                HTTPRequestEntityTooLarge,
+                f'{name}: the value is {size} bytes of JSON, more than '
+                f'{settings.max_value} (zeostore.max_value); nothing was '
+                'saved',
+            )
     for name, value in attributes.items():
-        setattr(obj, name, value)
+        store(obj, name, value, settings.large_value, sizes[name])
+
+
+def _content_type(request: Any, *allowed: str) -> None:
+    if request.content_type not in allowed:
+        raise _json_error(
+            HTTPUnsupportedMediaType,
+            f'expected a body of type {" or ".join(allowed)}, not '
+            f'{request.content_type or "none"}',
+        )
 
 
 def create(context: Folder, request: Any) -> Any:
     """POST to a folder: add a child folder or item."""
-    if request.content_type == 'application/json':
+    _content_type(request, JSON, FORM)
+    if request.content_type == JSON:
         body = _json_body(request)
     else:
         body = _form(request)
@@ -209,9 +246,9 @@ def create(context: Folder, request: Any) -> Any:
     if name in context:
         raise _json_error(HTTPConflict, f'{name!r} exists already')
     child = KINDS[kind]()
-    _set_attributes(child, body.get('attributes', {}))
+    _set_attributes(request, child, body.get('attributes', {}))
     context.add(name, child)
-    if request.content_type != 'application/json':
+    if request.content_type != JSON:
         return HTTPSeeOther(location=request.resource_url(context))
     response = HTTPCreated(json_body=describe(child, request))
     response.location = request.resource_url(child)
@@ -220,7 +257,8 @@ def create(context: Folder, request: Any) -> Any:
 
 def update(context: Any, request: Any) -> Any:
     """PATCH: set attributes from a JSON object."""
-    _set_attributes(context, _json_body(request))
+    _content_type(request, JSON)
+    _set_attributes(request, context, _json_body(request))
     return Response(json_body=describe(context, request))
 
 
@@ -243,44 +281,66 @@ def increment(context: Any, request: Any) -> Any:
         raise bad_request(f'{name!r} is not an attribute you can set')
     if not isinstance(by, int) or isinstance(by, bool):
         raise bad_request('by must be a whole number')
-    value = getattr(context, name, 0)
+    value = unbox(getattr(context, name, 0))
     if not isinstance(value, int) or isinstance(value, bool):
-        raise bad_request(f'{name!r} holds {value!r}, not a whole number')
+        kind = type(value).__name__
+        raise bad_request(f'{name!r} holds a {kind}, not a whole number')
     total = value + by
     if total.bit_length() > MAX_INT_BITS:
         raise bad_request(
             f'{name!r} would exceed {MAX_INT_DIGITS} digits: not done'
         )
-    setattr(context, name, total)
+    settings = request.registry.getUtility(IZeostoreAppSettings)
+    store(context, name, total, settings.large_value,
+          len(str(total)) + 1)
     return Response(json_body={'attribute': name, 'value': total})
 
 
+def not_allowed(context: Any, request: Any) -> Any:
+    """405 with ``Allow`` for a method this object does not answer;
+    OPTIONS: 204 with ``Allow``."""
+    kind = request.view_name or (
+        'folder' if isinstance(context, Folder) else 'item'
+    )
+    allow = ', '.join(ALLOW.get(kind, ALLOW['item']))
+    if request.method == 'OPTIONS':
+        response = Response(status=204)
+    else:
+        response = _json_error(
+            HTTPMethodNotAllowed,
+            f'{request.method} is not allowed here; allowed: {allow}',
+        )
+    response.headers['Allow'] = allow
+    return response
+
+
 def _html(data: dict, request: Any) -> str:
-    title = escape(data['path'])
+    base = request.script_name
     rows = ''.join(
-        f'<li><a href="{escape(request.application_url + item["path"])}">'
+        f'<li><a href="{escape(base + item["path"])}">'
         f'{escape(item["name"])}</a> ({item["type"]})</li>'
         for item in data.get('items', ())
     )
     attrs = ''.join(
-        f'<tr><th>{escape(k)}</th><td>{escape(repr(v))}</td></tr>'
+        f'<tr><th>{escape(k)}</th><td>{escape(json.dumps(v))}</td></tr>'
         for k, v in data['attributes'].items()
     )
-    parts = [
-        f'<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f'<title>{title}</title></head><body><h1>{title}</h1>',
-        f'<table>{attrs}</table>' if attrs else '',
-    ]
+    parts = [f'<table>{attrs}</table>' if attrs else '']
     if data['type'] == 'folder':
         nxt = data['next']
-        token = escape(get_csrf_token(request))
         parts += [
             f'<p>{data["length"]} item(s)</p><ul>{rows}</ul>',
-            f'<a href="{escape(nxt)}">next page</a>' if nxt else '',
-            '<form method="post"><input name="name" placeholder="name">'
-            '<select name="type"><option>item</option><option>folder'
-            '</option></select><input type="hidden" name="csrf_token" '
-            f'value="{token}"><button>Add</button></form>',
+            f'<a href="{escape(base + nxt)}">next page</a>' if nxt else '',
         ]
-    parts.append('</body></html>')
-    return ''.join(parts)
+        identity = identity_of(request)
+        if identity is not None and identity.via == 'session' and (
+            request.has_permission('edit')
+        ):
+            parts.append(
+                '<form method="post"><label for="name">Name</label> '
+                '<input id="name" name="name"> <label for="type">Type'
+                '</label> <select id="type" name="type"><option>item'
+                f'</option><option>folder</option></select>{csrf_field(request)}'
+                '<button>Add</button></form>'
+            )
+    return page(request, data['path'], ''.join(parts))

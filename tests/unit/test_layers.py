@@ -29,7 +29,7 @@ FLOORS = {
     'request': ('connection', 'root', 'request', 'contention', 'metrics'),
     'tweens': ('tweens',),
     'faces': (
-        'health', 'errorviews', 'app', 'app.views', 'app.content', 'cli',
+        'health', 'errorviews', 'app', 'app.*', 'cli',
         'commands', 'commands.*', 'pshell', 'scripting', 'testing', '',
     ),
 }

@@ -1,0 +1,144 @@
+"""No write from another site: the ready app's cross-site checks.
+
+Every unsafe request (not GET, HEAD, OPTIONS or TRACE) passes
+:func:`check_cross_site` before its view runs, over http and https:
+
+- *authenticated by HTTP Basic*: what curl and API clients send. A page
+  of another site can make a browser send Basic credentials it
+  remembered, but only with a form or ``text/plain`` body unless the
+  server allows it by CORS (which this app never does). So: an ``Origin``
+  that is not this site is refused, and a POST must carry a JSON body.
+- *anything else* (a session cookie, or nothing): the ``Origin`` (else
+  the ``Referer``) must be this site or one of ``zeostore.trusted_origins``,
+  and the request must carry the CSRF token of its session (form field
+  ``csrf_token`` or header ``X-CSRF-Token``), which Pyramid's session
+  CSRF storage keeps inside the signed cookie: a sibling site that can
+  plant cookies cannot make one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from pyramid.csrf import check_csrf_token
+from pyramid.exceptions import BadCSRFToken
+from pyramid.httpexceptions import HTTPForbidden
+from pyramid.interfaces import ISessionFactory
+
+from ..environ import SAFE_METHODS
+from ..interfaces import IZeostoreAppSettings
+from .security import basic_credentials
+
+DEFAULT_PORTS = {'http': '80', 'https': '443'}
+
+
+class CrossSiteRefused(HTTPForbidden):
+    """403: a write that may come from another site."""
+
+
+class NoSessions(BadCSRFToken):
+    """No token can be checked: sessions are off (no secret)."""
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url`` (default ports dropped)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname
+    if ':' in host:
+        host = f'[{host}]'
+    if port is not None and str(port) != DEFAULT_PORTS[parts.scheme]:
+        host = f'{host}:{port}'
+    return f'{parts.scheme}://{host}'
+
+
+def own_origin(request: Any) -> str | None:
+    return origin_of(f'{request.scheme}://{request.host}')
+
+
+def request_origin(request: Any) -> str | None:
+    """The origin a browser says the request comes from: ``Origin``, else
+    ``Referer``; ``'null'`` for an opaque origin; None if neither."""
+    origin = request.headers.get('Origin')
+    if origin is not None:
+        origin = origin.strip().split(' ')[-1]
+        return 'null' if origin == 'null' else (origin_of(origin) or 'null')
+    referer = request.headers.get('Referer')
+    if referer:
+        return origin_of(referer) or 'null'
+    return None
+
+
+def trusted(request: Any, origin: str) -> bool:
+    settings = request.registry.getUtility(IZeostoreAppSettings)
+    return origin == own_origin(request) or origin in settings.trusted_origins
+
+
+def check_cross_site(request: Any) -> None:
+    """Refuse an unsafe request another site could have made (see the
+    module).
+
+    :raises CrossSiteRefused: a foreign or missing origin, or a Basic
+        request without a JSON body.
+    :raises pyramid.exceptions.BadCSRFToken: no or a wrong token.
+    """
+    origin = request_origin(request)
+    if basic_credentials(request) is not None:
+        if request.headers.get('Origin') is not None and not trusted(
+            request, origin
+        ):
+            raise CrossSiteRefused(
+                f'Refused: this request comes from {origin}, another '
+                'site. Nothing was done.'
+            )
+        if request.method == 'POST' and request.content_type != (
+            'application/json'
+        ):
+            raise CrossSiteRefused(
+                'Refused: a POST authenticated with HTTP Basic must send '
+                'a JSON body (Content-Type: application/json), since a '
+                'page of another site can make a browser send forms with '
+                'the credentials it remembered. Nothing was done.'
+            )
+        return
+    if origin is None:
+        raise CrossSiteRefused(
+            'Refused: a write from a browser must say where it comes from '
+            '(Origin or Referer header); API clients use HTTP Basic with a '
+            'JSON body. Nothing was done.'
+        )
+    if not trusted(request, origin):
+        raise CrossSiteRefused(
+            f'Refused: this request comes from {origin}, which is neither '
+            'this site nor in zeostore.trusted_origins. Nothing was done.'
+        )
+    if request.registry.queryUtility(ISessionFactory) is None:
+        raise NoSessions(
+            'Sign-in by form is off (no zeostore.secret), so no CSRF token '
+            'can be checked: use HTTP Basic with a JSON body.'
+        )
+    check_csrf_token(request, raises=True)
+
+
+def cross_site_view(view: Callable, info: Any) -> Callable:
+    """View deriver: :func:`check_cross_site` before every unsafe request's
+    view (not before exception views, nor views added with
+    ``cross_site=False``: the 405 answers, which write nothing)."""
+    if info.exception_only or not info.options.get('cross_site', True):
+        return view
+
+    def checked(context: Any, request: Any) -> Any:
+        if request.method not in SAFE_METHODS:
+            check_cross_site(request)
+        return view(context, request)
+
+    return checked
+
+
+cross_site_view.options = ('cross_site',)
