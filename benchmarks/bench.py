@@ -81,6 +81,7 @@ sys.path.insert(0, HERE)
 import seed  # noqa: E402  (benchmarks/seed.py)
 from common import (  # noqa: E402
     LOGGING,
+    SECRET,
     ZEO_CONF,
     connects,
     free_port,
@@ -288,7 +289,8 @@ class Stack:
             if sync:
                 query = 'server_sync=true&' + query
             app = ['use = egg:pyramid_zeostore',
-                   f'zodb_uri = zeo://{self.sock}?{query}']
+                   f'zodb_uri = zeo://{self.sock}?{query}',
+                   f'zeostore.secret = {SECRET}']
         elif self.app == 'peer':
             dbconf = os.path.join(self.dir, 'peer-db.conf')
             with open(dbconf, 'w') as f:

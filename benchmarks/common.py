@@ -1,11 +1,24 @@
 """What the benchmark scripts share: a runzeo zeo.conf, the ini logging
-section, a free port on the loopback, waiting for a server to come up."""
+section, the user writes authenticate as, a free port on the loopback,
+waiting for a server to come up."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from typing import Any, Callable
+
+#: The user the writes of the benchmarks authenticate as (HTTP Basic,
+#: JSON bodies: what the ready app asks of API clients; the peer ignores
+#: it). :func:`seed.seed` and ``contention.py`` add it to the database.
+BENCH_USER = 'bench'
+BENCH_PASSWORD = 'bench-password'
+BASIC = 'Basic ' + base64.b64encode(
+    f'{BENCH_USER}:{BENCH_PASSWORD}'.encode()
+).decode()
+#: Signs the ready app's sessions (it wants one once users exist).
+SECRET = 'benchmark-session-secret-0123456789abcdef'
 
 ZEO_CONF = """\
 <zeo>

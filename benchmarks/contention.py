@@ -66,7 +66,11 @@ BIN = os.path.dirname(sys.executable)
 sys.path.insert(0, HERE)
 
 from common import (  # noqa: E402
+    BASIC,
+    BENCH_PASSWORD,
+    BENCH_USER,
     LOGGING,
+    SECRET,
     ZEO_CONF,
     connects,
     free_port,
@@ -75,12 +79,10 @@ from common import (  # noqa: E402
 
 CASES = ('ours', 'nolock', 'peer')
 WORKLOADS = ('counter', 'adds', 'mixed')
-TOKEN = 'bench-token'
 HEADERS = {
     'Content-Type': 'application/json',
     'Accept': 'application/json',
-    'Cookie': f'csrf_token={TOKEN}',
-    'X-CSRF-Token': TOKEN,
+    'Authorization': BASIC,
 }
 
 class Stack:
@@ -111,6 +113,7 @@ class Stack:
             app = [
                 'paste.app_factory = peer_app:zeostore_main',
                 f'zodb_uri = zeo://{self.sock}',
+                f'zeostore.secret = {SECRET}',
             ]
             if self.case == 'nolock':
                 app.append('zeostore.conflict_lock = false')
@@ -137,9 +140,16 @@ class Stack:
         # writes it on an empty storage, and N processes doing that at
         # once conflict and fail to boot (a start-up race, not what this
         # benchmark measures).
+        # The user the writes authenticate as, in the same step.
         import ZEO
 
-        ZEO.DB(self.sock).close()
+        from pyramid_zeostore.app.users import add_user
+
+        db = ZEO.DB(self.sock)
+        try:
+            add_user(db, BENCH_USER, BENCH_PASSWORD, 'editor')
+        finally:
+            db.close()
         self._spawn(
             [
                 os.path.join(BIN, 'gunicorn'),

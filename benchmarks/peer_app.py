@@ -32,6 +32,18 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid_zodbconn import get_connection
 
+from pyramid_zeostore.app.security import SecurityPolicy
+from pyramid_zeostore.app.settings import parse_app_settings
+from pyramid_zeostore.app.users import find_users
+
+
+class PeerSecurity(SecurityPolicy):
+    """The ready app's policy, its users read through pyramid_zodbconn's
+    connection: the peer checks the same credentials the same way."""
+
+    def users(self, request: Any) -> Any:
+        return find_users(get_connection(request).root())
+
 APP_ROOT = 'app_root'
 
 
@@ -84,8 +96,12 @@ def main(global_config: dict, **settings: Any) -> Any:
         config.include('pyramid_retry')
         config.include('pyramid_zodbconn')
         config.set_root_factory(root_factory)
-        # The default app's view callables, CSRF policy included.
+        # The default app's view callables, cross-site checks included,
+        # and its security policy over this connection.
         config.include('pyramid_zeostore.app')
+        config.set_security_policy(
+            PeerSecurity(parse_app_settings(settings), None)
+        )
     app = config.make_wsgi_app()
     count_retries(app.registry, path)
     return app

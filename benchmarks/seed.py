@@ -68,8 +68,12 @@ def open_db(sock: str, sync: bool = True, cache_size: int = 20000) -> Any:
 
 
 def seed(sock: str, items: int = ITEMS) -> None:
-    """Write the seeded root into the (new) database behind ``sock``."""
+    """Write the seeded root, and the user the writes authenticate as,
+    into the (new) database behind ``sock``."""
     import transaction
+    from common import BENCH_PASSWORD, BENCH_USER
+
+    from pyramid_zeostore.app.users import users_for_change
 
     db = open_db(sock)
     try:
@@ -78,6 +82,9 @@ def seed(sock: str, items: int = ITEMS) -> None:
         try:
             tm.begin()
             conn.root()[APP_ROOT] = build_root(items)
+            users_for_change(conn.root()).add(
+                BENCH_USER, BENCH_PASSWORD, 'editor'
+            )
             tm.commit()
         finally:
             conn.close()

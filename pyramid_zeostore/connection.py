@@ -22,13 +22,21 @@ from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
 from zope.interface import implementedBy, implementer
 
-from .environ import DEADLINE, EXCLUSIVE, FAST, SYNC_COOKIE, UNAVAILABLE
+from .environ import (
+    DEADLINE,
+    EXCLUSIVE,
+    FAST,
+    OPEN_FAILED,
+    SYNC_COOKIE,
+    UNAVAILABLE,
+)
 from .events import (
     CONNECTION_EVENTS,
     ZODBConnectionClosed,
     ZODBConnectionOpened,
     ZODBConnectionWillClose,
 )
+from .exceptions import DatabaseUnavailable
 from .interfaces import IConnectionListeners, IDatabases, IRequestProperties
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -105,10 +113,18 @@ def wait_available(
     """
     if databases is None:
         databases = get_databases(request.registry)
-    # Opens this process's databases on first use; connected: no waiting.
-    if databases.wait_connected(name, 0.0):
-        return
     environ = request.environ
+    if environ.get(OPEN_FAILED):
+        # Opening them already took this request's one wait.
+        raise databases.unavailable(name)
+    # Opens this process's databases on first use (waiting for the
+    # server within the bound); connected: no waiting.
+    try:
+        if databases.wait_connected(name, 0.0):
+            return
+    except DatabaseUnavailable:
+        environ[OPEN_FAILED] = True
+        raise
     deadline = environ.setdefault(
         DEADLINE, time.monotonic() + databases.connect_timeout
     )

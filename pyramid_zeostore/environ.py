@@ -24,6 +24,8 @@ HEALTH_METHODS = frozenset({'GET', 'HEAD'})
 DEADLINE = 'zeostore.deadline'
 #: an attempt failed for want of a server: later ones do not wait again
 UNAVAILABLE = 'zeostore.unavailable'
+#: opening the databases failed in this request: do not wait again
+OPEN_FAILED = 'zeostore.open_failed'
 #: this attempt runs alone on this host and syncs before it reads
 EXCLUSIVE = 'zeostore.exclusive'
 #: the queue file of this request's hot key (a hot spot)

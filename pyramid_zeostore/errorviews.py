@@ -22,20 +22,22 @@ from .interfaces import IDatabases, IZeostoreSettings
 
 
 def json_client(request: Any) -> bool:
-    """Does the client want JSON: ``?format=json``, a JSON body, or an
-    ``Accept`` that takes JSON and not HTML?"""
+    """Does the client want JSON: ``?format=json``, an ``Accept`` that
+    prefers JSON to HTML, or (when ``Accept`` does not choose, as with
+    ``*/*`` or none) a JSON body?"""
     try:
         format = request.GET.get('format')
     except UnicodeDecodeError:  # a query string that is not UTF-8
         format = None
-    return (
-        format == 'json'
-        or request.content_type == 'application/json'
-        or bool(
-            request.accept.acceptable_offers(['application/json'])
-            and not request.accept.acceptable_offers(['text/html'])
-        )
-    )
+    if format == 'json':
+        return True
+    offers = dict(request.accept.acceptable_offers(
+        ['text/html', 'application/json']
+    ))
+    html, json = offers.get('text/html', 0), offers.get('application/json', 0)
+    if html != json:
+        return json > html
+    return request.content_type == 'application/json'
 
 
 def respond(request: Any, http_exc: Any, message: str) -> Any:

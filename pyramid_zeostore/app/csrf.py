@@ -19,7 +19,6 @@ Every unsafe request (not GET, HEAD, OPTIONS or TRACE) passes
 from __future__ import annotations
 
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from pyramid.csrf import check_csrf_token
 from pyramid.exceptions import BadCSRFToken
@@ -29,8 +28,7 @@ from pyramid.interfaces import ISessionFactory
 from ..environ import SAFE_METHODS
 from ..interfaces import IZeostoreAppSettings
 from .security import basic_credentials
-
-DEFAULT_PORTS = {'http': '80', 'https': '443'}
+from .settings import origin_of
 
 
 class CrossSiteRefused(HTTPForbidden):
@@ -39,23 +37,6 @@ class CrossSiteRefused(HTTPForbidden):
 
 class NoSessions(BadCSRFToken):
     """No token can be checked: sessions are off (no secret)."""
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of ``url`` (default ports dropped)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = parts.hostname
-    if ':' in host:
-        host = f'[{host}]'
-    if port is not None and str(port) != DEFAULT_PORTS[parts.scheme]:
-        host = f'{host}:{port}'
-    return f'{parts.scheme}://{host}'
 
 
 def own_origin(request: Any) -> str | None:

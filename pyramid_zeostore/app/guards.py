@@ -46,7 +46,11 @@ def host_name(host: str) -> str | None:
     except ValueError:
         return None
     name = parts.hostname
-    if not name or parts.path or parts.query or parts.username:
+    if (
+        not name or parts.path or parts.query or parts.fragment
+        or parts.username or any(c.isspace() for c in host)
+        or '#' in host
+    ):
         return None
     return name
 

@@ -16,6 +16,7 @@ too many.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import hmac
@@ -27,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
 
 from ..connection import get_connection
@@ -40,6 +42,8 @@ SESSION_COOKIE = 'zeostore_session'
 #: Why this request's credentials were not taken (environ key):
 #: ('bad', name), ('malformed', None) or ('throttled', seconds).
 AUTH_FAILURE = 'zeostore.auth_failure'
+#: What finding the identity raised when pyramid_tm first asked.
+IDENTITY_ERROR = 'zeostore.identity_error'
 NO_USERS = (
     'This app is read-only: it has no users yet. Add one with '
     '"pzeo adduser {ini} NAME" (it asks for the password), then log in.'
@@ -74,9 +78,7 @@ def basic_credentials(request: Any) -> tuple[str, str] | None | bool:
     if scheme.lower() != 'basic':
         return None
     try:
-        text = binascii.a2b_base64(
-            data.strip().encode('ascii'), strict_mode=True
-        )
+        text = base64.b64decode(data.strip(), validate=True)
         name, sep, password = text.decode('utf-8').partition(':')
     except (UnicodeError, binascii.Error, ValueError):
         return False
@@ -165,6 +167,8 @@ class SecurityPolicy:
         self.ini = ini or 'YOUR.ini'
         self.cache = VerifiedCache()
         self.throttle = Throttle(settings.login_window)
+        # Pyramid asks the policy each time: once per request is enough
+        self._identities = RequestLocalCache(self._identity_of)
 
     # -- who
 
@@ -172,6 +176,12 @@ class SecurityPolicy:
         return find_users(get_connection(request).root())
 
     def identity(self, request: Any) -> Identity | None:
+        return self._identities.get_or_create(request)
+
+    def _identity_of(self, request: Any) -> Identity | None:
+        failed = request.environ.pop(IDENTITY_ERROR, None)
+        if failed is not None:
+            raise failed
         credentials = basic_credentials(request)
         if credentials is False:
             request.environ[AUTH_FAILURE] = ('malformed', None)
@@ -234,7 +244,15 @@ class SecurityPolicy:
         ).hexdigest()[:32]
 
     def authenticated_userid(self, request: Any) -> str | None:
-        identity = request.identity
+        """The user's name, or None. pyramid_tm asks before anything else
+        (for the transaction's user), outside the exception views: if the
+        database cannot say now, the view's own permission check asks
+        again, and its error (a 503) is rendered there."""
+        try:
+            identity = request.identity
+        except Exception as e:  # noqa: BLE001 - raised again where handled
+            request.environ[IDENTITY_ERROR] = e  # not waited for twice
+            return None
         return None if identity is None else identity.name
 
     # -- what
@@ -263,9 +281,11 @@ class SecurityPolicy:
             request.session[SESSION_KEY] = [
                 user.name, self.fingerprint(user.password_hash),
             ]
+        self._identities.clear(request)
         return []
 
     def forget(self, request: Any, **kw: Any) -> list:
         if self.secret is not None:
             request.session.invalidate()
+        self._identities.clear(request)
         return []

@@ -81,11 +81,32 @@ def _bytes(settings: Mapping, key: str, default: int) -> int:
         return default
     text = str(raw).strip().lower()
     match = BYTES.match(text)
-    if match:
+    if match and int(match.group(1)) > 0:
         return int(match.group(1)) * BYTE_UNITS[match.group(2)]
     if text.isdigit() and int(text) > 0:
         return int(text)
     raise Bad(key, raw, 'expected a size in bytes such as 1048576 or 1mb')
+
+
+DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url`` as browsers send it (lower
+    case, default ports dropped), or None if it has no such origin."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname
+    if ':' in host:
+        host = f'[{host}]'
+    if port is not None and port != DEFAULT_PORTS[parts.scheme]:
+        host = f'{host}:{port}'
+    return f'{parts.scheme}://{host}'
 
 
 def _origins(settings: Mapping, key: str, default: tuple) -> tuple:
@@ -95,11 +116,12 @@ def _origins(settings: Mapping, key: str, default: tuple) -> tuple:
     origins = []
     for item in aslist(raw):
         parts = urlsplit(item)
+        origin = origin_of(item)
         if (
-            parts.scheme not in ('http', 'https')
-            or not parts.netloc
+            origin is None
             or parts.path not in ('', '/')
             or parts.query
+            or parts.fragment
             or '@' in parts.netloc
         ):
             raise Bad(
@@ -107,7 +129,7 @@ def _origins(settings: Mapping, key: str, default: tuple) -> tuple:
                 'expected origins such as https://admin.example.com or '
                 f'http://localhost:6543 (scheme://host[:port]), not {item!r}',
             )
-        origins.append(f'{parts.scheme}://{parts.netloc.lower()}')
+        origins.append(origin)
     return tuple(origins)
 
 
@@ -117,12 +139,14 @@ def _hosts(settings: Mapping, key: str, default: tuple) -> tuple:
         return default
     hosts = tuple(h.lower().strip('[]') for h in aslist(raw))
     for host in hosts:
-        if not host or '/' in host or ' ' in host:
+        if not host or any(c in host for c in '/#?@ ') or (
+            ':' in host and host.count(':') == 1  # a port: not compared
+        ):
             raise Bad(
                 key, raw,
-                'expected host names such as example.com, .example.com '
-                '(and its subdomains) or * (any: only behind a proxy that '
-                'checks the Host)',
+                'expected host names without a port, such as example.com, '
+                '.example.com (and its subdomains) or * (any: only behind '
+                'a proxy that checks the Host)',
             )
     return hosts
 

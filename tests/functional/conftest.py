@@ -12,6 +12,7 @@ fails, and ``certs``: a CA and certificates for the TLS tests.
 
 from __future__ import annotations
 
+import base64
 import os
 import select
 import signal
@@ -26,7 +27,10 @@ import urllib.request
 import pytest
 
 from pyramid_zeostore import zeoserver
+from pyramid_zeostore.app.users import add_user
+from pyramid_zeostore.databases import Databases
 from tests import tlscerts
+from tests.functional import appmaker
 
 BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -78,6 +82,12 @@ def write_ini(
         'use = egg:pyramid_zeostore',
         f'zodb_uri = {zodb_uri}',
     ]
+    if 'zeostore.appmaker' not in settings:
+        lines += [
+            'zeostore.appmaker = tests.functional.appmaker.with_user'
+        ]
+    if 'zeostore.secret' not in settings:
+        lines += [f'zeostore.secret = {appmaker.SECRET}']
     lines += [f'{k} = {v}' for k, v in settings.items()]
     lines += [
         '',
@@ -365,12 +375,30 @@ def servers():
         server.stop()
 
 
+def basic_auth(name: str = appmaker.USER,
+               password: str = appmaker.PASSWORD) -> str:
+    token = base64.b64encode(f'{name}:{password}'.encode()).decode()
+    return f'Basic {token}'
+
+
+#: A JSON API client's headers, with the test user's Basic credentials
+#: (the user :mod:`tests.functional.appmaker` adds).
 JSON_HEADERS = {
     'Content-Type': 'application/json',
     'Accept': 'application/json',
-    'Cookie': 'csrf_token=functional-test',
-    'X-CSRF-Token': 'functional-test',
+    'Authorization': basic_auth(),
 }
+
+
+def add_test_user(zodb_uri: str) -> None:
+    """Give the database at ``zodb_uri`` the test user (for apps whose
+    ini :func:`write_ini` did not write)."""
+    databases = Databases.from_uri(zodb_uri, 10.0)
+    try:
+        add_user(databases.get(''), appmaker.USER, appmaker.PASSWORD,
+                 'editor')
+    finally:
+        databases.close()
 
 
 @pytest.fixture(scope='module')

@@ -6,17 +6,23 @@ import pytest
 from webtest import TestApp
 
 from pyramid_zeostore import get_databases, main
+from pyramid_zeostore.app.users import add_user
 
-TOKEN = 'test-token'
-H = {'X-CSRF-Token': TOKEN}
+#: Writes go as the ``app`` fixture's user (HTTP Basic, JSON bodies).
+H: dict = {}
 JSON = {'Accept': 'application/json'}
+SECRET = 'test-app-session-secret-0123456789abcdef'
 
 
 @pytest.fixture
 def app(zeo_server):
-    router = main({}, zodb_uri=zeo_server.uri())
+    router = main({}, zodb_uri=zeo_server.uri(), **{
+        'zeostore.secret': SECRET,
+    })
+    add_user(get_databases(router.registry).get(''), 'editor', 'pw-1234',
+             'editor')
     testapp = TestApp(router)
-    testapp.set_cookie('csrf_token', TOKEN)
+    testapp.authorization = ('Basic', ('editor', 'pw-1234'))
     yield testapp
     get_databases(router.registry).close()
 
@@ -25,7 +31,7 @@ def test_empty_root_lists_in_html_and_json(app):
     html = app.get('/')
     assert html.content_type == 'text/html'
     assert '0 item(s)' in html.text
-    assert 'name="csrf_token"' in html.text
+    assert '<form' not in html.text  # forms are for those logged in
     data = app.get('/', headers=JSON).json
     assert data == {
         'name': '',
@@ -79,8 +85,12 @@ def test_increment_counts(app):
     for i in range(1, 4):
         res = app.post_json('/c/@@increment', {}, headers=H)
         assert res.json == {'attribute': 'counter', 'value': i}
-    res = app.post('/c/@@increment', headers=H)  # no body: defaults
+    # no body (but JSON's type: Basic wants it): the defaults
+    res = app.post('/c/@@increment', headers=H,
+                   content_type='application/json')
     assert res.json['value'] == 4
+    # without the type it could be another site's fetch(): refused
+    app.post('/c/@@increment', headers=H, status=403)
     res = app.post_json(
         '/c/@@increment', {'attribute': 'other', 'by': -2}, headers=H
     )
@@ -110,11 +120,15 @@ def test_pagination_and_next_links(app):
 
 
 def test_browser_form_posts_with_csrf_token(app):
+    app.authorization = None
+    login = app.get('/@@login').forms[0]
+    login['name'], login['password'] = 'editor', 'pw-1234'
+    login.submit(headers={'Origin': 'http://localhost'}, status=303)
     res = app.get('/')
-    form = res.forms[0]
+    form = res.forms[1]
     form['name'] = 'from-form'
     form['type'] = 'folder'
-    res = form.submit()
+    res = form.submit(headers={'Origin': 'http://localhost'})
     assert res.status_int == 303
     assert app.get('/from-form', headers=JSON).json['type'] == 'folder'
 
@@ -176,12 +190,16 @@ def test_duplicate_name_is_409(app):
 
 
 @pytest.mark.parametrize('method', ['post_json', 'patch_json', 'delete'])
-def test_unsafe_methods_need_the_csrf_token(app, method):
+def test_unsafe_methods_need_a_user(app, method):
     app.post_json('/', {'name': 'x'}, headers=H)
+    app.authorization = None
     path = '/' if method == 'post_json' else '/x'
-    kwargs = {'status': 400}
+    kwargs = {'status': 401}
     if method != 'delete':
         kwargs['params'] = {'name': 'y'}
-    getattr(app, method)(path, headers={'X-CSRF-Token': 'wrong'}, **kwargs)
-    getattr(app, method)(path, **kwargs)  # no header at all
+    # the attack that once worked: a cookie and header pair of its own
+    app.set_cookie('csrf_token', 'x')
+    getattr(app, method)(path, headers={'X-CSRF-Token': 'x', **JSON},
+                         **kwargs)
+    getattr(app, method)(path, headers=JSON, **kwargs)
     assert app.get('/', headers=JSON).json['length'] == 1

@@ -36,8 +36,8 @@ import pytest
 
 from tests import tlscerts
 
-from . import modwsgi
-from .conftest import JSON_HEADERS, free_port
+from . import appmaker, modwsgi
+from .conftest import JSON_HEADERS, add_test_user, free_port
 
 pytestmark = pytest.mark.deploy
 
@@ -63,6 +63,7 @@ zodb_uri = {zodb_uri}
 zeostore.autostart = false
 zeostore.connect_timeout = 10
 retry.attempts = 3
+zeostore.secret = {secret}
 
 [loggers]
 keys = root
@@ -156,6 +157,7 @@ def deployment(venv):
     try:
         zeo = modwsgi.WebZEO(directory)
         zeo.start()
+        add_test_user(zeo.uri())
         lib = modwsgi.install_app(venv, os.path.join(directory, 'app'))
         # deploy/app.wsgi, copied where www-data can read it; the ini is
         # named by PYRAMID_ZEOSTORE_INI (app.wsgi's documented override).
@@ -166,7 +168,8 @@ def deployment(venv):
         )
         ini = os.path.join(site, 'test.ini')
         with open(ini, 'w') as f:
-            f.write(INI.format(zodb_uri=zeo.uri(server_sync='true')))
+            f.write(INI.format(zodb_uri=zeo.uri(server_sync='true'),
+                               secret=appmaker.SECRET))
         port = free_port()
         server = modwsgi.ModWSGIServer(
             venv, directory, script, port, lib,
@@ -419,8 +422,17 @@ def test_apache_myapp_conf_serves_production_ini(venv, deployment):
         ini = f.read()
     production_sock = 'zeo:///srv/myapp/var/zeo.sock'
     assert production_sock in ini
+    # its paths and host name moved to the test's
+    for old, new in [
+        (production_sock, f'zeo://{dep.zeo.sock}'),
+        ('trusted_hosts = myapp.example.com', 'trusted_hosts = 127.0.0.1'),
+        ('secret_file = /srv/myapp/secret',
+         f'secret = {appmaker.SECRET}'),
+    ]:
+        assert old in ini
+        ini = ini.replace(old, new)
     with open(os.path.join(site, 'production.ini'), 'w') as f:
-        f.write(ini.replace(production_sock, f'zeo://{dep.zeo.sock}'))
+        f.write(ini)
     server = modwsgi.ApacheConfServer(
         venv, directory, site, free_port(), dep.lib,
         modwsgi.web_env(directory),
@@ -525,7 +537,7 @@ def test_app_wsgi_finds_its_ini(tmp_path):
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == 'Router'
+    assert proc.stdout.strip() == 'Guard'  # the ready app's, round it
 
 
 def test_zeo_tls_conf_serves_the_commented_client_uri(tmp_path):

@@ -9,17 +9,22 @@ is the one before it.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
 import pytest
+from webtest import TestApp
 
 from pyramid_zeostore import get_databases
 from pyramid_zeostore.app import main
+from pyramid_zeostore.app.users import add_user
 from pyramid_zeostore.databases import close_all
 
 JSON = 'application/json'
 FORM = 'application/x-www-form-urlencoded'
+SECRET = 'hostile-input-session-secret-0123456789'
+BASIC = 'Basic ' + base64.b64encode(b'editor:pw-1234').decode()
 
 
 class Client:
@@ -30,7 +35,7 @@ class Client:
         self.db = get_databases(app.registry).get('')
 
     def __call__(self, method, path, query='', body=b'', ctype=JSON,
-                 **headers):
+                 auth=BASIC, **headers):
         environ = {
             'REQUEST_METHOD': method,
             'PATH_INFO': path,  # the WSGI str: bytes as latin-1
@@ -40,8 +45,8 @@ class Client:
             'wsgi.url_scheme': 'http', 'wsgi.errors': io.StringIO(),
             'wsgi.input': io.BytesIO(body),
             'CONTENT_LENGTH': str(len(body)), 'CONTENT_TYPE': ctype,
-            'HTTP_COOKIE': 'csrf_token=t', 'HTTP_X_CSRF_TOKEN': 't',
             'HTTP_ACCEPT': JSON,
+            **({'HTTP_AUTHORIZATION': auth} if auth else {}),
             **{f'HTTP_{k.upper()}': v for k, v in headers.items()},
         }
         status = []
@@ -71,8 +76,10 @@ def client(zeo_server, tmp_path):
     app = main({}, **{
         'zodb_uri': zeo_server.uri(),
         'zeostore.lock_file': str(tmp_path / 'lock'),
+        'zeostore.secret': SECRET,
     })
     client = Client(app)
+    add_user(client.db, 'editor', 'pw-1234', 'editor')
     code, _ = client('POST', '/', body=b'{"name": "doc", "attributes": '
                      b'{"counter": 1, "title": "x"}}')
     assert code == 201
@@ -167,9 +174,22 @@ def test_an_increment_past_the_digit_limit(client):
     assert json.loads(data)['attributes']['counter'] == 10 ** 3990 + 1
 
 
+def logged_in(client):
+    """A browser's session cookie and CSRF token, from the login form."""
+    browser = TestApp(client.app)
+    form = browser.get('/@@login').forms[0]
+    form['name'], form['password'] = 'editor', 'pw-1234'
+    form.submit(headers={'Origin': 'http://localhost'}, status=303)
+    token = browser.get('/').forms[1]['csrf_token'].value
+    return f'zeostore_session={browser.cookies["zeostore_session"]}', token
+
+
 def test_a_form_that_is_not_utf8_is_refused(client):
+    cookie, token = logged_in(client)
     message = client.refused(
-        'POST', '/', body=b'name=h%FF&type=item&csrf_token=t', ctype=FORM
+        'POST', '/', body=b'name=h%FF&type=item&csrf_token=' +
+        token.encode(), ctype=FORM, auth=None, cookie=cookie,
+        origin='http://127.0.0.1',
     )
     assert 'form is not valid UTF-8' in message
     code, data = client('GET', '/', 'format=json')

@@ -37,7 +37,8 @@ def request(port, method, path, body=None, cookie=''):
     conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
     try:
         headers = dict(fconf.JSON_HEADERS)
-        headers['Cookie'] += cookie
+        if cookie:
+            headers['Cookie'] = cookie.lstrip('; ')
         conn.request(method, path, body, headers)
         resp = conn.getresponse()
         return resp, resp.read()

@@ -27,27 +27,28 @@ import transaction
 from persistent.mapping import PersistentMapping
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPBadRequest
+from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.threadlocal import get_current_registry, get_current_request
 from webtest import TestApp
 
 import pyramid_zeostore
 from pyramid_zeostore import Folder, get_connection, testing
+from pyramid_zeostore.app.users import add_user
 from pyramid_zeostore.interfaces import IDatabases
 from tests.unit.test_testing import INI
 
 #: The plugin's session-wide server for this module (overriding
 #: tests/conftest.py's per-test one).
 zeo_server = testing.zeo_server
-TOKEN = 'unit-test'
-
-
-CSRF = {'X-CSRF-Token': TOKEN}
+#: The ready app's writes go as ``app``'s user (Basic, JSON bodies).
+CSRF: dict = {}
 
 
 @pytest.fixture
-def app(testapp):
-    """``testapp`` with the CSRF cookie the ready app's API wants."""
-    testapp.set_cookie('csrf_token', TOKEN)
+def app(testapp, zodb_db):
+    """``testapp`` as a user of the ready app who may write."""
+    add_user(zodb_db, 'editor', 'pw-1234', 'editor')
+    testapp.authorization = ('Basic', ('editor', 'pw-1234'))
     return testapp
 
 
@@ -150,9 +151,9 @@ def failing_views(config):
         raise RuntimeError('crashed after writing')
 
     config.add_view(write_then_400, name='fail', request_method='POST',
-                    require_csrf=False)
+                    permission=NO_PERMISSION_REQUIRED)
     config.add_view(write_then_crash, name='crash', request_method='POST',
-                    require_csrf=False)
+                    permission=NO_PERMISSION_REQUIRED)
 
 
 @pytest.fixture
@@ -162,15 +163,15 @@ def app_settings(app_settings):
     return app_settings
 
 
-def test_a_failing_request_leaves_nothing_behind(testapp, zodb_root):
-    testapp.post('/@@fail', status=400)
+def test_a_failing_request_leaves_nothing_behind(app, zodb_root):
+    app.post_json('/@@fail', {}, status=400)
     root = zodb_root['app_root']
     assert not hasattr(root, 'touched') and 'orphan' not in root
 
     with pytest.raises(RuntimeError, match='crashed after writing'):
-        testapp.post('/@@crash')
+        app.post_json('/@@crash', {})
     assert not hasattr(zodb_root['app_root'], 'touched')
-    testapp.get('/', status=200)  # and the app goes on
+    app.get('/', status=200)  # and the app goes on
 
 
 def test_each_test_starts_afresh(zodb_root):
