@@ -190,6 +190,14 @@ def includeme(config: Configurator) -> None:
         last_retry_attempt=True,
     )
     # A path or query string that is not UTF-8: the client's error.
+    # The ZEO server's disk (or a file storage's) is full: 503.
+    config.add_view_predicate(
+        'zeostore_disk_full', errorviews.DiskFullPredicate
+    )
+    config.add_exception_view(
+        errorviews.disk_full_view, context=Exception,
+        zeostore_disk_full=True,
+    )
     config.add_view_predicate(
         'zeostore_bad_encoding', errorviews.BadEncodingPredicate
     )

@@ -69,6 +69,25 @@ def forget_prefetched_oids(client: Any) -> bool:
 # -- RelStorage --------------------------------------------------------------
 
 
+def server_errno(exc: BaseException) -> int | None:
+    """The ``errno`` of an ``OSError`` behind ``exc``: raised here, or on
+    the ZEO server, whose ``ServerException`` carries it as
+    ``('builtins.OSError', (errno, strerror))`` (ZEO's private way of
+    sending an error it cannot pickle across); None if there is none."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    args = getattr(exc, 'args', ())
+    if (
+        type(exc).__name__ == 'ServerException'
+        and len(args) == 2
+        and args[0] in ('builtins.OSError', 'exceptions.OSError')
+        and isinstance(args[1], tuple) and args[1]
+        and isinstance(args[1][0], int)
+    ):
+        return args[1][0]
+    return None
+
+
 def disconnected_exceptions(storage: Any) -> tuple:
     """The exceptions a RelStorage storage's driver raises when its SQL
     server went away; ``()`` for any other storage.

@@ -7,6 +7,8 @@ the including configuration).
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -16,9 +18,12 @@ from pyramid.httpexceptions import (
     HTTPServiceUnavailable,
 )
 
+from .compat import server_errno
 from .environ import SAFE_METHODS, UNAVAILABLE
 from .exceptions import DatabaseUnavailable
 from .interfaces import IDatabases, IZeostoreSettings
+
+log = logging.getLogger(__name__)
 
 
 def json_client(request: Any) -> bool:
@@ -84,6 +89,20 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     return response
 
 
+def disk_full_view(exc: Exception, request: Any) -> Any:
+    """503 with ``Retry-After``: the database server's disk is full (the
+    commit failed in its vote: nothing was saved)."""
+    log.error('a commit failed: the database server is out of disk space')
+    settings = request.registry.getUtility(IZeostoreSettings)
+    response = respond(
+        request, HTTPServiceUnavailable,
+        'The database server is out of disk space; nothing was saved. '
+        'Please try again later.',
+    )
+    response.headers['Retry-After'] = str(settings.retry_after)
+    return response
+
+
 class FlagPredicate:
     """A view predicate that takes True or False, named :attr:`name`."""
 
@@ -109,6 +128,16 @@ class DisconnectedPredicate(FlagPredicate):
         databases = request.registry.queryUtility(IDatabases)
         kinds = databases.disconnected_exceptions() if databases else ()
         return bool(kinds) and isinstance(context, kinds) == self.value
+
+
+class DiskFullPredicate(FlagPredicate):
+    """View predicate ``zeostore_disk_full=True``: the exception is "no
+    space left on device", here or on the ZEO server."""
+
+    name = 'zeostore_disk_full'
+
+    def __call__(self, context: Any, request: Any) -> bool:
+        return (server_errno(context) == errno.ENOSPC) == self.value
 
 
 def undecodable(environ: Any) -> str | None:

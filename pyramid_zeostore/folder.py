@@ -121,14 +121,26 @@ class Folder(Persistent):
         return obj
 
     def get(self, name: str, default: Any = None) -> Any:
-        """Return the object named ``name``, or ``default``."""
-        if not isinstance(name, str):
-            return default
-        return self._data.get(name, default)
+        """Return the object named ``name`` (or its NFC form: ``é`` and
+        ``e`` + U+0301 are one name), or ``default``."""
+        key = self._key(name)
+        return default if key is None else self._data[key]
 
     def __contains__(self, name: object) -> bool:
-        """Return True if an object is named ``name``."""
-        return isinstance(name, str) and name in self._data
+        """Return True if an object is named ``name`` (or its NFC form)."""
+        return self._key(name) is not None
+
+    def _key(self, name: Any) -> str | None:
+        """The key ``name`` is stored under, or None."""
+        if not isinstance(name, str):
+            return None
+        if name in self._data:
+            return name
+        if not unicodedata.is_normalized('NFC', name):
+            name = unicodedata.normalize('NFC', name)
+            if name in self._data:
+                return name
+        return None
 
     def __len__(self) -> int:
         """Return the number of objects; O(1), loads no child."""
@@ -196,8 +208,9 @@ class Folder(Persistent):
         control character, an invisible character that can disguise it
         (bidirectional controls, zero-width characters, the byte order
         mark) or a lone surrogate (not text: it cannot be encoded in a
-        URL), or starts with ``@@`` (views) or ``++`` (namespaces). Does
-        not look at the folder's contents.
+        URL), or starts with ``@@`` (views) or ``++`` (namespaces). The
+        name returned is in NFC, so that two spellings of one name cannot
+        both exist. Does not look at the folder's contents.
         """
         if not isinstance(name, str):
             raise TypeError(
@@ -236,7 +249,8 @@ class Folder(Persistent):
                 'Names which contain invisible characters (bidirectional '
                 'controls, zero-width characters, byte order marks) are '
                 f'not allowed: {_show(name)}', name)
-        return name
+        # One spelling per name: ``e`` + U+0301 is stored as ``é``.
+        return unicodedata.normalize('NFC', name)
 
     def check_name(self, name: Any) -> str:
         """Return ``name`` if an object can be added under it.
@@ -245,7 +259,7 @@ class Folder(Persistent):
         an object already has that name.
         """
         name = self.validate_name(name)
-        if name in self._data:
+        if name in self:
             raise FolderKeyError(
                 f'An object named {_show(name)} already exists in {self!r}')
         return name
@@ -323,7 +337,7 @@ class Folder(Persistent):
         for the new one.
         """
         name = self.validate_name(name)
-        old = self._data.get(name, _MISSING)
+        old = self.get(name, _MISSING)
         if newobject is not old:
             self._check_placeable(newobject)
         if old is not _MISSING:
@@ -430,6 +444,7 @@ class Folder(Persistent):
     def _remove(self, name: Any, send_events: bool, registry: Any,
                 info: dict[str, Any]) -> Any:
         other = self[name]
+        name = self._key(name)
         registry = _event_registry(send_events, registry)
         if registry is not None:
             nodes = _subtree(other, postorder=True) + [(other, self, name)]

@@ -195,3 +195,17 @@ def test_a_form_that_is_not_utf8_is_refused(client):
     code, data = client('GET', '/', 'format=json')
     names = [item['name'] for item in json.loads(data)['items']]
     assert names == ['doc']
+
+
+def test_two_spellings_of_one_name_cannot_both_exist(client):
+    """``é`` (U+00E9) and ``e`` + U+0301: stored as the first, found by
+    either, refused the second time."""
+    body = json.dumps({'name': 'cafe\u0301'}).encode()
+    code, data = client('POST', '/', body=body)
+    assert code == 201 and json.loads(data)['name'] == 'caf\u00e9'
+    again = json.dumps({'name': 'caf\u00e9'}).encode()
+    assert 'exists already' in client.refused('POST', '/', body=again,
+                                              status=409)
+    path = wsgi('/cafe\u0301'.encode('utf-8'))
+    code, data = client('GET', path, 'format=json')
+    assert code == 200 and json.loads(data)['name'] == 'caf\u00e9'

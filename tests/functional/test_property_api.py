@@ -498,7 +498,21 @@ def multipart(fields, file: bytes | None, broken: int) -> bytes:
         out = out[:len(out) // 2]
     elif broken == 2:
         out = out.replace(b'Content-Disposition', b'Content-Dispostion')
+    elif broken == 3:  # a part that is multipart, its boundary bad
+        out = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; '
+               'name="a"\r\nContent-Type: multipart/mixed; boundary='
+               f'""\r\n\r\nzz\r\n').encode() + out
     return out
+
+
+FORM_CTYPES = [FORM + '; charset=UTF-8', FORM + '; charset=utf8',
+               FORM + '; charset=latin-1', FORM + '; charset=x', FORM + ';']
+MULTIPART_CTYPES = [
+    'multipart/form-data', 'multipart/form-data; boundary=',
+    'multipart/form-data; boundary=' + 'b' * 201,
+    'multipart/form-data; boundary=\xe9', MULTIPART + '; charset=latin-1',
+    f'multipart/form-data; boundary="{BOUNDARY}"', 'multipart/mixed',
+]
 
 
 CTYPES = [JSON, FORM, 'text/plain', MULTIPART, None, '',
@@ -533,16 +547,17 @@ def bodies(draw, method: str, path: bytes) -> tuple[bytes, str | None]:
     elif kind == 'json':
         body = draw(json_bodies(values))
     elif kind == 'form':
-        ctype = FORM
+        ctype = draw(often(st.just(FORM), st.sampled_from(FORM_CTYPES)))
         body = draw(st.one_of(
             st.builds(form_body, form_fields, st.integers(0, 1)),
             st.sampled_from(RAW_FORMS),
         ))
     elif kind == 'multipart':
-        ctype = MULTIPART
+        ctype = draw(often(st.just(MULTIPART),
+                           st.sampled_from(MULTIPART_CTYPES)))
         body = multipart(draw(form_fields), draw(
             st.none() | st.binary(max_size=20)
-        ), draw(st.integers(0, 2)))
+        ), draw(st.integers(0, 3)))
     elif kind == 'binary':
         ctype = draw(st.sampled_from([JSON, 'application/octet-stream']))
         body = draw(st.binary(max_size=64))
@@ -600,7 +615,7 @@ def requests(draw) -> Request:
     body, ctype = draw(bodies(method, path))
     auth = draw(st.sampled_from(
         ['editor'] * 6 + ['viewer', 'none', 'none', 'session', 'session',
-                          'malformed', 'wrong']
+                          'session', 'malformed', 'wrong']
     ))
     auth_value = remote = None
     if auth == 'malformed':
@@ -686,6 +701,73 @@ def api_calls(draw) -> Request:
     )
 
 
+@st.composite
+def browser_posts(draw) -> Request:
+    """What a browser (or anyone posing as one) sends: no Basic, this
+    site's Origin or Referer, a session or none, forms of all kinds
+    with or without the CSRF token, to objects and to the login views."""
+    auth = draw(st.sampled_from(['session', 'session', 'none']))
+    path = draw(st.one_of(
+        st.sampled_from(FOLDERS + ITEMS).map(folder_path),
+        st.sampled_from([b'/@@login', b'/@@logout', b'/doc/@@increment',
+                         b'/box/@@login']),
+    ))
+    kind = draw(st.sampled_from(['form', 'form', 'multipart', 'json']))
+    fields = draw(form_fields)
+    if kind == 'form':
+        body = draw(st.one_of(
+            st.builds(form_body, st.just(fields), st.integers(0, 1)),
+            st.sampled_from(RAW_FORMS),
+        ))
+        ctypes = [FORM] * 3 + FORM_CTYPES
+    elif kind == 'multipart':
+        body = multipart(fields, draw(st.none() | st.binary(max_size=20)),
+                         draw(st.integers(0, 3)))
+        ctypes = [MULTIPART] * 3 + MULTIPART_CTYPES
+    else:
+        body = draw(json_bodies(create_bodies()))
+        ctypes = [JSON]
+    own = draw(st.sampled_from(['origin', 'origin', 'referer']))
+    return Request(
+        method=draw(st.sampled_from(['POST'] * 4 + ['PATCH', 'DELETE'])),
+        path=path, query=b'', body=body,
+        ctype=draw(st.sampled_from(ctypes)), auth=auth, auth_value=None,
+        remote=None,
+        origin='http://127.0.0.1' if own == 'origin' else None,
+        referer='http://127.0.0.1/' if own == 'referer' else None,
+        host='127.0.0.1',
+        accept=draw(st.sampled_from([JSON, 'text/html', None])),
+        cookie=None, csrf=draw(st.sampled_from([None, TOKEN, 'wrong'])),
+        length='exact',
+    )
+
+
+#: Bugs of the app that this test found, each with its xfail test below:
+#: (the start of the exception's message, what the request's
+#: Content-Type has). Only these exceptions, from such requests, are
+#: tolerated; remove an entry once its xfail test passes (XPASS).
+KNOWN_BUGS = {
+    # webob's request.POST raises ValueError on a multipart body without
+    # a valid boundary (none, empty, too long, or a part's own): the
+    # CSRF check or the login/logout view reads it, and the exception
+    # escapes the app (500).
+    'multipart boundary': ('Invalid boundary in multipart form',
+                           'multipart/'),
+    # webob's request.POST raises DeprecationWarning (an exception) for
+    # a form whose Content-Type says a charset other than UTF-8: 500.
+    'form charset': ('Requests are expected to be submitted in UTF-8',
+                     'charset'),
+}
+
+
+def known_bug(environ: dict, exc: Exception) -> str | None:
+    ctype = environ.get('CONTENT_TYPE', '').lower()
+    for bug, (message, kind) in KNOWN_BUGS.items():
+        if str(exc).startswith(message) and kind in ctype:
+            return bug
+    return None
+
+
 def host_is_bad(host: str | None) -> bool:
     return host in BAD_HOSTS
 
@@ -708,7 +790,7 @@ COMMON = dict(
 
 
 @settings(max_examples=EXAMPLES, **COMMON)
-@given(req=st.one_of(requests(), api_calls()))
+@given(req=st.one_of(requests(), api_calls(), browser_posts()))
 def test_random_requests_never_5xx_and_refusals_store_nothing(client, req):
     environ = client.environ(req)
     note(f'environ: {dict(environ, **{"wsgi.input": "..."})!r}')
@@ -716,18 +798,17 @@ def test_random_requests_never_5xx_and_refusals_store_nothing(client, req):
     before = client.last()
     try:
         status, headers, data = client(environ)
-    except Exception:
-        pytest.fail(failure(client, req, 'the app raised:\n'
-                            + traceback.format_exc()))
+    except Exception as exc:
+        bug = known_bug(environ, exc)
+        if bug is None:
+            pytest.fail(failure(client, req, 'the app raised:\n'
+                                + traceback.format_exc()))
+        event(f'known bug: {bug}')  # see its xfail test below
+        assert client.last() == before, 'a known bug stored something'
+        return
     note(f'answer: {status} {data[:300]!r}')
     event(f'{req.method if req.method in METHODS else "other"} '
           f'{status}')
-    import collections, atexit
-    global DBGC
-    if 'DBGC' not in globals():
-        DBGC = collections.Counter()
-        atexit.register(lambda: open('/tmp/dbgc.txt', 'w').write('\n'.join(f'{v:4} {k}' for k, v in DBGC.most_common())))
-    DBGC[(req.method if req.method in METHODS else 'other', req.auth, status, req.path, req.body[:50], req.ctype, req.origin, req.host, req.length, data[:60])] += 1
     assert status < 500, failure(client, req, f'{status}: {data[:500]!r}')
     if 400 <= status < 500:
         assert client.last() == before, failure(
@@ -794,3 +875,39 @@ def test_the_login_form(client, name, password, came_from, token, origin):
         assert location.path.startswith('/')
         assert not location.path.startswith('//')
 
+
+# -- the bugs it found (minimal reproducers) ---------------------------------
+
+
+def anonymous_post(client: Client, path: bytes, ctype: str,
+                   body: bytes = b'') -> int:
+    """An anonymous POST with this site's Origin (what any client may
+    send): its status."""
+    environ = client.base('POST', path, body=body)
+    environ.update(CONTENT_TYPE=ctype, HTTP_ORIGIN='http://127.0.0.1',
+                   HTTP_ACCEPT=JSON)
+    before = client.last()
+    status = client(environ)[0]
+    assert client.last() == before
+    return status
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    'BUG: a multipart body without a valid boundary makes webob raise '
+    'ValueError out of request.POST (the CSRF check, @@login, @@logout): '
+    'a 500, not a 400'
+))
+@pytest.mark.parametrize('path', [b'/@@login', b'/@@logout'])
+def test_bug_a_multipart_form_without_a_boundary_is_a_400(client, path):
+    assert anonymous_post(client, path, 'multipart/form-data') == 400
+
+
+@pytest.mark.xfail(strict=True, raises=DeprecationWarning, reason=(
+    'BUG: a form whose Content-Type names a charset other than UTF-8 '
+    'makes webob raise DeprecationWarning out of request.POST: a 500, '
+    'not a 400 (or 415)'
+))
+def test_bug_a_form_in_latin1_is_a_4xx(client):
+    status = anonymous_post(client, b'/@@login',
+                            FORM + '; charset=latin-1', b'name=a')
+    assert 400 <= status < 500

@@ -186,3 +186,23 @@ def test_db_keywords_are_what_zodburi_makes(raw):
 def test_unknown_db_keywords_are_refused_as_zodburi_does():
     with pytest.raises(zodburi.UnknownDatabaseKeywords):
         db_keywords({'bogus': '1'})
+
+
+# -- ZEO: an OSError raised on the server --------------------------------------
+
+
+def test_server_errno_reads_zeos_server_exception():
+    """ZEO 6 sends an OSError of the server's as ServerException(class
+    name, args) (seen for a full disk in tpc_vote)."""
+    import errno
+
+    from ZEO.Exceptions import ServerException
+
+    full = ServerException('builtins.OSError', (errno.ENOSPC, 'No space'))
+    assert compat.server_errno(full) == errno.ENOSPC
+    assert compat.server_errno(OSError(errno.ENOSPC, 'x')) == errno.ENOSPC
+    assert compat.server_errno(ServerException('x')) is None
+    assert compat.server_errno(
+        ServerException('builtins.ValueError', ('x',))
+    ) is None
+    assert compat.server_errno(ValueError(28)) is None

@@ -990,3 +990,27 @@ def test_a_folder_made_with_a_plain_oobtree_still_works():
     assert [name for name, _ in folder.page(after='a', size=5)] == ['b']
     folder.remove('a', send_events=False)
     assert 'a' not in folder and len(folder) == 1
+
+
+def test_names_are_stored_in_nfc_and_found_in_either_form():
+    """``é`` and ``e`` + U+0301 look the same: one name, not two."""
+    folder = Folder()
+    decomposed, composed = 'caf' + 'e\u0301', 'caf\u00e9'
+    child = Folder()
+    assert folder.add(decomposed, child) == composed
+    assert list(folder) == [composed] and child.__name__ == composed
+    assert folder[decomposed] is child and decomposed in folder
+    assert folder.get(decomposed) is child
+    with pytest.raises(FolderKeyError):
+        folder.add(composed, Folder())
+    assert folder.remove(decomposed) is child
+    assert len(folder) == 0 and composed not in folder
+
+
+def test_a_name_stored_before_nfc_is_still_found():
+    folder = Folder()
+    decomposed = 'e\u0301'
+    folder._data[decomposed] = child = Folder()  # as an older version did
+    folder._num_objects.change(1)
+    assert folder[decomposed] is child
+    assert folder.remove(decomposed) is child
