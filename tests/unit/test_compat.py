@@ -188,7 +188,7 @@ def test_unknown_db_keywords_are_refused_as_zodburi_does():
         db_keywords({'bogus': '1'})
 
 
-# -- ZEO: an OSError raised on the server --------------------------------------
+# -- ZEO: an OSError raised on the server ------------------------------------
 
 
 def test_server_errno_reads_zeos_server_exception():
