@@ -13,7 +13,13 @@ A ``Host`` that is certainly not this site must be a 400. 2xx and 3xx
 writes may store what they like. The database lives on across examples
 (a few known objects are made first, and remade after a DELETE): what
 one example creates, later ones may find. Requests are raw WSGI calls,
-as in test_hostile_input.py.
+as in test_hostile_input.py. Three kinds are drawn: anything at all,
+well-formed API calls (which store odd values for the others to read)
+and what a browser posts (forms, the session and its CSRF token).
+
+The bugs it found are at the end, each a minimal ``xfail(strict=True)``
+test, and tolerated here only as exactly that exception (``KNOWN_BUGS``)
+until fixed. ``PROPERTY_API_EXAMPLES=5000`` hunts longer.
 """
 
 from __future__ import annotations
@@ -147,7 +153,6 @@ class Client:
             'CONTENT_TYPE': req.ctype, 'HTTP_ORIGIN': req.origin,
             'HTTP_REFERER': req.referer, 'HTTP_HOST': req.host,
             'HTTP_ACCEPT': req.accept, 'HTTP_COOKIE': req.cookie,
-            'HTTP_X_CSRF_TOKEN': req.csrf,
         }
         if req.auth == 'editor':
             extra['HTTP_AUTHORIZATION'] = basic(*EDITOR)
@@ -162,7 +167,7 @@ class Client:
             # time unless drawn from a small shared pool (then 429s).
             self.addresses += 1
             n = self.addresses
-            extra['REMOTE_ADDR'] = req.remote or (
+            extra['REMOTE_ADDR'] = req.remote if req.remote is not None else (
                 f'10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}'
             )
         if req.csrf is not None:
@@ -712,7 +717,7 @@ def browser_posts(draw) -> Request:
         st.sampled_from([b'/@@login', b'/@@logout', b'/doc/@@increment',
                          b'/box/@@login']),
     ))
-    kind = draw(st.sampled_from(['form', 'form', 'multipart', 'json']))
+    kind = draw(st.sampled_from(['form', 'multipart', 'json']))
     fields = draw(form_fields)
     if kind == 'form':
         body = draw(st.one_of(
@@ -737,7 +742,9 @@ def browser_posts(draw) -> Request:
         referer='http://127.0.0.1/' if own == 'referer' else None,
         host='127.0.0.1',
         accept=draw(st.sampled_from([JSON, 'text/html', None])),
-        cookie=None, csrf=draw(st.sampled_from([None, TOKEN, 'wrong'])),
+        # X-CSRF-Token: then the CSRF check reads no form
+        cookie=None, csrf=draw(st.sampled_from([None, None, TOKEN,
+                                                'wrong'])),
         length='exact',
     )
 
@@ -837,14 +844,17 @@ came_froms = st.one_of(
 
 
 @settings(max_examples=LOGIN_EXAMPLES, **COMMON)
-@given(name=login_names, password=login_passwords, came_from=came_froms,
+@given(credentials=often(st.just(EDITOR),
+                         st.tuples(login_names, login_passwords), 2),
+       came_from=came_froms,
        token=st.sampled_from(['form', 'form', 'wrong', 'none']),
        origin=st.sampled_from(['http://localhost', 'http://localhost',
                                'http://evil.example', None]))
-def test_the_login_form(client, name, password, came_from, token, origin):
+def test_the_login_form(client, credentials, came_from, token, origin):
     """Random names, passwords and ``came_from`` posted to the login form:
     never a 5xx, nothing stored, and a login only with the right name,
     password, token and origin, back to a page of this site only."""
+    name, password = credentials
     client.addresses += 1
     n = client.addresses
     address = f'10.200.{n >> 8 & 255}.{n & 255}'  # never throttled
@@ -863,6 +873,7 @@ def test_the_login_form(client, name, password, came_from, token, origin):
         headers={'Origin': origin} if origin else {}, expect_errors=True,
     )
     note(f'answer: {response.status} {response.body[:300]!r}')
+    event(f'login {response.status}')
     assert response.status_int < 500
     assert client.last() == before  # a login stores nothing
     good = (name, password) == EDITOR and token == 'form' and (
