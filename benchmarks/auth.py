@@ -65,7 +65,7 @@ import gc
 import hashlib
 import importlib.metadata
 import io
-import json
+import logging
 import os
 import pstats
 import shutil
@@ -373,10 +373,17 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
                 servers[name] = stack.enter_context(
                     running_zeo_server(path)
                 )
-            ours_app = main(
-                {}, **settings_for(servers['ours'],
-                                   os.path.join(directory, 'ours'))
-            )
+            # (its startup check warns that no user exists yet: quiet)
+            quiet = logging.getLogger('pyramid_zeostore.app')
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                ours_app = main(
+                    {}, **settings_for(servers['ours'],
+                                       os.path.join(directory, 'ours'))
+                )
+            finally:
+                quiet.setLevel(level)
             peer_app = anonymous_app(
                 settings_for(servers['anonymous'],
                              os.path.join(directory, 'anonymous'))
@@ -392,8 +399,9 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
             callers = {name: Caller(name, app) for name, app in apps.items()}
             ours, peer = callers['ours'], callers['anonymous']
 
-            # Sanity: ours refuses a write without credentials; both
-            # accept the authenticated one (the first runs argon2).
+            # Sanity: ours refuses a write without credentials (401, a
+            # JSON client); both accept the authenticated one (the first
+            # runs argon2).
             for caller in (ours, peer):
                 status = caller.call('POST', '/', b'{"name": "counter"}')
                 if status != '201':
@@ -404,10 +412,10 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
             anonymous_status = ours.call(
                 'POST', '/counter/@@increment', b'{}', authorization=None
             )
-            if anonymous_status != '403':
+            if anonymous_status != '401':
                 ok = False
                 notes.append(
-                    f'ours answered {anonymous_status} (not 403) to a '
+                    f'ours answered {anonymous_status} (not 401) to a '
                     'write without credentials'
                 )
             for caller in (ours, peer):  # warm-up, not counted
@@ -574,7 +582,7 @@ def report(args: argparse.Namespace, meta: dict, load_start: str,
     if uncached_rounds:
         walls = [per_write(r['uncached'], 'wall') for r in uncached_rounds]
         peer = [per_write(r['anonymous'], 'wall') for r in uncached_rounds]
-        ratios = [w / p for w, p in zip(walls, peer)]
+        ratios = [w / p for w, p in zip(walls, peer, strict=True)]
         cpus = [per_write(r['uncached'], 'cpu') for r in uncached_rounds]
         cpu_ratios = [
             per_write(r['uncached'], 'cpu') / per_write(r['anonymous'], 'cpu')
@@ -586,8 +594,7 @@ def report(args: argparse.Namespace, meta: dict, load_start: str,
             f' | {wall * 1e6:.0f} | {statistics.median(cpus) * 1e6:.0f} | '
             f'{spread(ratios, 1)} | {spread(cpu_ratios, 1)} | '
             f'{(wall - statistics.median(peer)) * 1e6:.0f} | '
-            f'{uncached_argon2} | '
-            f'{"yes" if statistics.median(ratios) <= TARGET else "**no**"} |'
+            f'{uncached_argon2} | (the cache\'s reason) |'
         )
     lines += [
         '',
@@ -662,7 +669,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='2 rounds x 20 writes, 1 x 3 uncached')
     parser.add_argument('--output', metavar='FILE',
                         help='also write the Markdown here')
-    parser.add_argument('--json', metavar='FILE', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.writes, args.warmup = 2, 20, 5
@@ -682,9 +688,6 @@ def main_cli(argv: list[str] | None = None) -> int:
     if args.output:
         with open(args.output, 'w') as f:
             f.write(text)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump({'ok': ok, 'markdown': text}, f)
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from pyramid.csrf import check_csrf_token
 from pyramid.exceptions import BadCSRFToken
-from pyramid.httpexceptions import HTTPForbidden
+from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.interfaces import ISessionFactory
 
 from ..environ import SAFE_METHODS
@@ -33,6 +33,23 @@ from .settings import origin_of
 
 class CrossSiteRefused(HTTPForbidden):
     """403: a write that may come from another site."""
+
+
+class BadForm(HTTPBadRequest):
+    """400: a form body that cannot be read."""
+
+
+def form_fields(request: Any) -> Any:
+    """``request.POST``, or :class:`BadForm` for what webob cannot read
+    (a multipart body without a usable boundary, a charset other than
+    UTF-8, which webob raises as a ``DeprecationWarning``)."""
+    try:
+        return request.POST
+    except (ValueError, LookupError, DeprecationWarning) as e:
+        raise BadForm(
+            f'The form cannot be read ({e}): send UTF-8 fields as '
+            'application/x-www-form-urlencoded. Nothing was done.'
+        ) from None
 
 
 class NoSessions(BadCSRFToken):
@@ -104,6 +121,7 @@ def check_cross_site(request: Any) -> None:
             'Sign-in by form is off (no zeostore.secret), so no CSRF token '
             'can be checked: use HTTP Basic with a JSON body.'
         )
+    form_fields(request)  # what check_csrf_token reads, checked first
     check_csrf_token(request, raises=True)
 
 

@@ -24,7 +24,7 @@ from pyramid.response import Response
 from pyramid.security import forget, remember
 
 from ..errorviews import json_client, respond
-from .csrf import CrossSiteRefused, NoSessions
+from .csrf import CrossSiteRefused, NoSessions, form_fields
 from .html import csrf_field, identity_of, page
 from .security import AUTH_FAILURE, NO_USERS, ReadOnly
 
@@ -94,7 +94,8 @@ def login(context: Any, request: Any) -> Any:
     reason = _unavailable(request)
     if reason is not None:
         return respond(request, HTTPForbidden, reason)
-    name, password = request.POST.get('name'), request.POST.get('password')
+    form = form_fields(request)
+    name, password = form.get('name'), form.get('password')
     user = None
     if isinstance(name, str) and isinstance(password, str):
         user = _policy(request).check_password(request, name, password)
@@ -111,7 +112,7 @@ def login(context: Any, request: Any) -> Any:
     request.session.invalidate()
     remember(request, user.name)
     new_csrf_token(request)
-    came_from = safe_came_from(request, request.POST.get('came_from'))
+    came_from = safe_came_from(request, form.get('came_from'))
     return HTTPSeeOther(location=request.application_url + came_from)
 
 

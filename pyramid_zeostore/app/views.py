@@ -40,6 +40,7 @@ from .content import (
     unbox,
     value_problem,
 )
+from .csrf import form_fields
 from .html import csrf_field, identity_of, page
 
 PAGE_SIZE = 50
@@ -132,7 +133,7 @@ def _form(request: Any) -> dict:
         raw.decode('utf-8')
     except UnicodeDecodeError:
         raise bad_request('the form is not valid UTF-8') from None
-    body = dict(request.POST)
+    body = dict(form_fields(request))
     body.pop('csrf_token', None)
     return body
 

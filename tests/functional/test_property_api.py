@@ -17,9 +17,10 @@ as in test_hostile_input.py. Three kinds are drawn: anything at all,
 well-formed API calls (which store odd values for the others to read)
 and what a browser posts (forms, the session and its CSRF token).
 
-The bugs it found are at the end, each a minimal ``xfail(strict=True)``
-test, and tolerated here only as exactly that exception (``KNOWN_BUGS``)
-until fixed. ``PROPERTY_API_EXAMPLES=5000`` hunts longer.
+The bugs it found (both fixed) are at the end, each a minimal test;
+``KNOWN_BUGS`` would tolerate a bug found and not yet fixed as exactly
+that exception (it is empty). ``PROPERTY_API_EXAMPLES=5000`` hunts
+longer.
 """
 
 from __future__ import annotations
@@ -753,18 +754,12 @@ def browser_posts(draw) -> Request:
 #: (the start of the exception's message, what the request's
 #: Content-Type has). Only these exceptions, from such requests, are
 #: tolerated; remove an entry once its xfail test passes (XPASS).
-KNOWN_BUGS = {
-    # webob's request.POST raises ValueError on a multipart body without
-    # a valid boundary (none, empty, too long, or a part's own): the
-    # CSRF check or the login/logout view reads it, and the exception
-    # escapes the app (500).
-    'multipart boundary': ('Invalid boundary in multipart form',
-                           'multipart/'),
-    # webob's request.POST raises DeprecationWarning (an exception) for
-    # a form whose Content-Type says a charset other than UTF-8: 500.
-    'form charset': ('Requests are expected to be submitted in UTF-8',
-                     'charset'),
-}
+#: Bugs found and not yet fixed, tolerated as exactly that exception:
+#: name -> (the start of its message, a part of the request's
+#: Content-Type). Found and fixed: a multipart body without a usable
+#: boundary and a form in another charset made webob's request.POST
+#: raise out of the app (the tests at the end).
+KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 
 def known_bug(environ: dict, exc: Exception) -> str | None:
@@ -903,22 +898,14 @@ def anonymous_post(client: Client, path: bytes, ctype: str,
     return status
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    'BUG: a multipart body without a valid boundary makes webob raise '
-    'ValueError out of request.POST (the CSRF check, @@login, @@logout): '
-    'a 500, not a 400'
-))
 @pytest.mark.parametrize('path', [b'/@@login', b'/@@logout'])
 def test_bug_a_multipart_form_without_a_boundary_is_a_400(client, path):
+    """Found: webob raised ValueError out of request.POST (a 500)."""
     assert anonymous_post(client, path, 'multipart/form-data') == 400
 
 
-@pytest.mark.xfail(strict=True, raises=DeprecationWarning, reason=(
-    'BUG: a form whose Content-Type names a charset other than UTF-8 '
-    'makes webob raise DeprecationWarning out of request.POST: a 500, '
-    'not a 400 (or 415)'
-))
 def test_bug_a_form_in_latin1_is_a_4xx(client):
+    """Found: webob raised DeprecationWarning out of request.POST."""
     status = anonymous_post(client, b'/@@login',
                             FORM + '; charset=latin-1', b'name=a')
     assert 400 <= status < 500

@@ -730,3 +730,9 @@ def test_session_cookie_is_signed_with_the_secret():
     other = session_factory(AppSettings(), 'o' * 32)
     stranger = Request.blank('/', headers={'Cookie': cookie})
     assert 'x' not in other(stranger)
+
+
+@pytest.mark.parametrize('host', ['localhost#x', 'a b', 'localhost x'])
+def test_a_host_with_a_fragment_or_space_is_no_host(host):
+    assert host_name(host) is None
+    assert not host_trusted(host, ('localhost', 'a'))

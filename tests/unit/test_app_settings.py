@@ -185,3 +185,30 @@ def test_max_value_equal_to_max_body_is_taken():
         {'zeostore.max_body': '100kb', 'zeostore.max_value': '102400'}
     )
     assert s.max_body == s.max_value == 100 << 10
+
+
+def test_trusted_origins_are_compared_as_browsers_send_them():
+    """Default ports dropped, lower case: what ``Origin`` carries."""
+    parsed = parse_app_settings({'zeostore.trusted_origins':
+                                 'https://Admin.Example.com:443 '
+                                 'http://x.example:8080'})
+    assert parsed.trusted_origins == ('https://admin.example.com',
+                                      'http://x.example:8080')
+
+
+@pytest.mark.parametrize('value', ['https://a.example:bad', 'http://:80',
+                                   'https://a.example/#frag'])
+def test_trusted_origins_without_a_usable_host_or_port(value):
+    with pytest.raises(ConfigurationError) as e:
+        parse_app_settings({'zeostore.trusted_origins': value})
+    assert e.value.key == 'zeostore.trusted_origins'
+
+
+@pytest.mark.parametrize('key, value', [
+    ('zeostore.trusted_hosts', 'example.com:8080'),  # ports not compared
+    ('zeostore.max_body', '0kb'),
+])
+def test_values_that_would_never_match_or_refuse_everything(key, value):
+    with pytest.raises(ConfigurationError) as e:
+        parse_app_settings({key: value})
+    assert e.value.key == key
