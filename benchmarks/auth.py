@@ -40,9 +40,11 @@ Two writes, each a POST with ``Content-Type: application/json``:
 root folder) and ``write-counter`` (``POST /counter/@@increment`` ``{}``,
 200). Each app is called through a tiny raw-WSGI caller (an environ
 dict, no network, no WebTest), warmed up, then for ``--rounds`` rounds
-runs ``--writes`` writes of each scenario, the two apps one right after
-the other, in an order alternated every round (``gc.collect()`` before
-each batch, outside the timing). Ratios are taken within a round
+each app runs ``--writes`` writes of each scenario, the two taking turns
+every ``--block`` (10) writes, the first turn alternated every round
+(``gc.collect()`` before each scenario of a round, outside the timing):
+the load of a shared machine changes within seconds, and a slow moment
+then falls on both apps alike. Ratios are taken within a round
 (authenticated time per write / anonymous time per write, wall clock;
 the process's CPU time too, which includes the ZEO client's I/O thread
 but not runzeo); the table shows their median with min-max. Every
@@ -216,18 +218,43 @@ class Caller:
     def increment(self) -> str:
         return self.call('POST', '/counter/@@increment', b'{}')
 
-    def batch(self, scenario: str, count: int) -> dict:
-        """``count`` writes of ``scenario``: wall and CPU seconds."""
+    def batch(self, scenario: str, count: int, collect: bool = True,
+              into: dict | None = None) -> dict:
+        """``count`` writes of ``scenario``: wall and CPU seconds (added
+        to ``into`` if given)."""
         write = self.add if scenario == 'write-add' else self.increment
         statuses = self.statuses
-        gc.collect()
+        if collect:
+            gc.collect()
+        if into is None:
+            into = {'wall': 0.0, 'cpu': 0.0, 'count': 0}
         t0 = time.perf_counter()
         c0 = time.process_time()
         for _ in range(count):
             statuses[scenario, write()] += 1
         c1 = time.process_time()
         t1 = time.perf_counter()
-        return {'wall': t1 - t0, 'cpu': c1 - c0, 'count': count}
+        into['wall'] += t1 - t0
+        into['cpu'] += c1 - c0
+        into['count'] += count
+        return into
+
+
+def interleaved(order: tuple, scenario: str, writes: int,
+                block: int) -> dict:
+    """``writes`` writes of ``scenario`` by each caller of ``order``, in
+    alternating blocks of ``block``: {name: wall and CPU seconds}. A
+    slow moment of the machine then falls on both apps alike."""
+    totals = {c.name: {'wall': 0.0, 'cpu': 0.0, 'count': 0} for c in order}
+    gc.collect()
+    done = 0
+    while done < writes:
+        count = min(block, writes - done)
+        for caller in order:
+            caller.batch(scenario, count, collect=False,
+                         into=totals[caller.name])
+        done += count
+    return totals
 
 
 class Argon2Counter:
@@ -430,10 +457,10 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
                     order = (ours, peer) if r % 2 == 0 else (peer, ours)
                     row = {'order': [c.name for c in order]}
                     for scenario in SCENARIOS:
-                        for caller in order:
-                            row[scenario, caller.name] = caller.batch(
-                                scenario, args.writes
-                            )
+                        totals = interleaved(order, scenario, args.writes,
+                                             args.block)
+                        for name, measure in totals.items():
+                            row[scenario, name] = measure
                     rounds.append(row)
                     print(f'round {r + 1}/{args.rounds}: ' + ', '.join(
                         f'{s} x{ratio(row, s, "wall"):.3f}'
@@ -533,7 +560,8 @@ def report(args: argparse.Namespace, meta: dict, load_start: str,
         f'Package commit `{meta["commit"]}`{meta["dirty"]} (sources hash '
         f'`{meta["source_hash"]}`), {meta["versions"]}.  ',
         f'`benchmarks/auth.py --rounds {args.rounds} --writes '
-        f'{args.writes}` (warm-up {args.warmup} writes per app and '
+        f'{args.writes} --block {args.block}` (warm-up {args.warmup} '
+        'writes per app and '
         f'scenario; uncached: {args.uncached_rounds} x '
         f'{args.uncached_writes}); {meta["cpus"]} CPUs, in-process raw '
         'WSGI calls, each app over its own runzeo (Unix socket). Took '
@@ -541,8 +569,10 @@ def report(args: argparse.Namespace, meta: dict, load_start: str,
         f'end {load_end}.',
         '',
         'Ratios are authenticated / anonymous time per write, taken within '
-        'each round (the two apps one right after the other, order '
-        'alternated): median **bold** (min–max) over the rounds. Wall: '
+        'each round (in each round both apps do the writes of a scenario '
+        f'taking turns every {args.block} writes, the first turn '
+        'alternated from round to round): median **bold** (min–max) over '
+        'the rounds. Wall: '
         'perf_counter; CPU: this process\'s CPU time (the ZEO client '
         'thread included, runzeo not).',
         '',
@@ -659,6 +689,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--writes', type=int, default=300,
                         help='writes per app, scenario and round')
+    parser.add_argument('--block', type=int, default=10,
+                        help='the apps take turns every BLOCK writes '
+                        'within a round')
     parser.add_argument('--warmup', type=int, default=100,
                         help='writes per app and scenario before timing')
     parser.add_argument('--uncached-rounds', type=int, default=3)
@@ -673,7 +706,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.rounds, args.writes, args.warmup = 2, 20, 5
         args.uncached_rounds, args.uncached_writes = 1, 3
-    for name in ('rounds', 'writes', 'warmup'):
+    for name in ('rounds', 'writes', 'block', 'warmup'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1')
     if args.uncached_rounds < 0 or args.uncached_writes < 1:

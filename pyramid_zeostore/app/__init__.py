@@ -110,6 +110,10 @@ def check_startup(registry: Any, policy: SecurityPolicy) -> None:
 
 def includeme(config: Configurator) -> None:
     """Register the ready app's security, views and error views."""
+    # pyramid_tm would ask who the user is before the transaction begins
+    # (to annotate it), opening the connection early: identity is found
+    # inside the transaction instead, by the view's permission check.
+    config.registry.settings.setdefault('tm.annotate_user', 'false')
     settings = parse_app_settings(config.registry.settings)
     config.registry.registerUtility(settings, IZeostoreAppSettings)
     secret = load_secret(settings)
