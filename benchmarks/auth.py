@@ -86,7 +86,6 @@ from typing import Any, Callable
 import transaction
 from pyramid.config import Configurator
 from pyramid.interfaces import ISecurityPolicy
-from pyramid.security import Allowed
 
 from pyramid_zeostore import get_databases
 from pyramid_zeostore.app import main
@@ -105,6 +104,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+#: The anonymous peer's policy: bare_app's (everything allowed).
+from bare_app import AnyoneMayDoAnything as AllowAll  # noqa: E402
 from common import (  # noqa: E402  (benchmarks/common.py)
     BASIC,
     BENCH_PASSWORD,
@@ -114,26 +115,6 @@ from common import (  # noqa: E402  (benchmarks/common.py)
 
 SCENARIOS = ('write-add', 'write-counter')
 TARGET = 1.05
-
-
-class AllowAll:
-    """Every permission, for everyone, with no identity: the anonymous
-    peer's security policy."""
-
-    def identity(self, request: Any) -> None:
-        return None
-
-    def authenticated_userid(self, request: Any) -> None:
-        return None
-
-    def permits(self, request: Any, context: Any, permission: str) -> Any:
-        return Allowed('anyone may do anything (benchmark peer)')
-
-    def remember(self, request: Any, userid: str, **kw: Any) -> list:
-        return []
-
-    def forget(self, request: Any, **kw: Any) -> list:
-        return []
 
 
 def settings_for(server: Any, directory: str) -> dict:
