@@ -66,6 +66,68 @@ def forget_prefetched_oids(client: Any) -> bool:
     return True
 
 
+#: (storage name, address) -> the last exception a ZEO server answered
+#: to this process's ``register`` (a wrong storage name, a read-only
+#: server), kept by :func:`record_registration_failures`.
+REGISTRATION_FAILURES: dict = {}
+
+
+def record_registration_failures() -> bool:
+    """Keep the reason a ZEO server refused to register a client.
+
+    ZEO 6.2: ``ZEO.asyncio.client.ClientIO.register_failed(protocol,
+    exc)`` logs the refusal and tries again in 9 s, so the client only
+    ever says "timed out waiting for connection"; its ``addrs`` and
+    ``storage_key`` say which server and storage. Wrapped once per
+    process; returns False (and logs an error) if ZEO changed shape.
+    """
+    from ZEO.asyncio import client as zeo_client
+
+    cls = getattr(zeo_client, 'ClientIO', None)
+    original = getattr(cls, 'register_failed', None)
+    if original is None:
+        log.error(
+            'ZEO %s: no ClientIO.register_failed; a ZEO server that '
+            'refuses the storage name is reported as unreachable '
+            '(checked with ZEO %s)', version('ZEO'), CHECKED['ZEO'],
+        )
+        return False
+    if getattr(original, 'zeostore', False):
+        return True
+
+    def register_failed(self: Any, protocol: Any, exc: Any) -> Any:
+        for address in getattr(self, 'addrs', None) or ():
+            key = (getattr(self, 'storage_key', None), address)
+            REGISTRATION_FAILURES[key] = exc
+        return original(self, protocol, exc)
+
+    register_failed.zeostore = True  # type: ignore[attr-defined]
+    cls.register_failed = register_failed
+    return True
+
+
+def registration_failure(storage: str, addresses: Any) -> Any:
+    """The exception a server at one of ``addresses`` last answered to
+    ``register(storage)``, taken out (None if none)."""
+    for address in addresses:
+        exc = REGISTRATION_FAILURES.pop((storage, address), None)
+        if exc is not None:
+            return exc
+    return None
+
+
+def server_exception(exc: BaseException) -> tuple[str, str] | None:
+    """``(class name, message)`` of an error raised on a ZEO server and
+    sent as ``ServerException(('builtins.ValueError', ('text',)))``."""
+    args = getattr(exc, 'args', ())
+    if type(exc).__name__ != 'ServerException' or len(args) != 2:
+        return None
+    name, values = args
+    text = ' '.join(str(v) for v in values) if isinstance(
+        values, tuple) else str(values)
+    return str(name).rsplit('.', 1)[-1], text
+
+
 # -- RelStorage --------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from . import compat
 from .backoff import pause
+from .display import mask_password
 from .exceptions import (
     DatabaseUnavailable,
     TLSFileError,
@@ -162,11 +163,24 @@ class Databases:
     def _open_one(self, spec: DatabaseSpec, dbs: dict):
         try:
             if spec.is_zeo:
+                compat.record_registration_failures()
                 storage = spec.factory(wait_timeout=self.connect_timeout)
             else:
                 storage = spec.factory()
         except ClientDisconnected:
+            refused = refused_registration(spec)
+            if refused is not None:
+                raise refused from None
             raise self.unavailable(spec.name) from None
+        except (FileNotFoundError, NotADirectoryError, PermissionError,
+                IsADirectoryError) as e:
+            # file://, blob_dir, zconfig://: a path that is not there or
+            # not this user's to write.
+            raise ZeostoreConfigurationError(
+                spec.key, spec.uri,
+                'expected paths that exist and that this user may write '
+                f'({e.strerror or e}: {e.filename})',
+            ) from None
         except TLSFileError as e:
             raise ZeostoreConfigurationError(
                 spec.key, spec.uri, f'expected usable TLS files ({e})'
@@ -276,6 +290,40 @@ class Databases:
             self._pid = None
             self.bootstrapped = False
             _open_registries.discard(self)
+
+
+def refused_registration(spec: DatabaseSpec) -> Exception | None:
+    """The configuration error behind a ZEO server that answered but
+    refused this client's ``register`` (see
+    :func:`~pyramid_zeostore.compat.record_registration_failures`)."""
+    zeo = spec.zeo
+    storage = str(zeo.kw.get('storage', '1'))
+    exc = compat.registration_failure(storage, zeo.addresses)
+    if exc is None:
+        return None
+    found = compat.server_exception(exc)
+    name, text = found if found else (type(exc).__name__, str(exc))
+    if name == 'ValueError' and text.startswith('unknown storage'):
+        expected = (
+            f'a storage the server at {spec.display_address} has: it has '
+            f'none named {storage!r} (set storage=NAME in the URI to the '
+            'name of a storage section of its zeo.conf, e.g. '
+            '<filestorage 1>)'
+        )
+    elif name == 'ReadOnlyError':
+        expected = (
+            f'read_only=true: the server at {spec.display_address} serves '
+            f'storage {storage!r} read-only'
+        )
+    else:
+        expected = (
+            f'a storage the server at {spec.display_address} lets this '
+            f'client use (it refused: {name}: {text})'
+        )
+    exc = ZeostoreConfigurationError(spec.key, mask_password(spec.uri),
+                                     f'expected {expected}')
+    log.error('%s', exc)
+    return exc
 
 
 def _new_db(storage, dbs: dict, spec: DatabaseSpec, close_on_error: bool):

@@ -97,6 +97,9 @@ class ZeostoreSettings:
     socket_mode: int = 0o600  # 0660 when a socket_group is named
     socket_group: int | None = None  # a gid
     check_on_startup: bool = True
+    #: ``zeostore.check_on_startup = strict``: an absent server fails
+    #: startup too (otherwise it is a warning and requests get 503).
+    startup_strict: bool = False
     health_path: str | None = '/@@health'  # None: no health check
     metrics: bool = False
     fast_reads: bool = True
@@ -147,6 +150,17 @@ def _bool(settings: Mapping, key: str, default: bool) -> bool:
     return asbool(text)
 
 
+def _startup(settings: Mapping, key: str, default: bool) -> bool:
+    """``true``/``false``, or ``strict`` (read again by the parser)."""
+    raw = settings.get(key)
+    if str(raw).strip().lower() == 'strict':
+        return True
+    try:
+        return _bool(settings, key, default)
+    except Bad:
+        raise Bad(key, raw, 'expected true, false or strict') from None
+
+
 def _whole(low: int) -> Callable[[Mapping, str, int], int]:
     return functools.partial(_int, low=low)
 
@@ -187,7 +201,7 @@ READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ('zeostore.retry_backoff', 'retry_backoff', _float),
     ('zeostore.retry_backoff_max', 'retry_backoff_max', _float),
     ('retry.attempts', 'retry_attempts', _whole(1)),
-    ('zeostore.check_on_startup', 'check_on_startup', _bool),
+    ('zeostore.check_on_startup', 'check_on_startup', _startup),
     ('zeostore.health_path', 'health_path', _path),
     ('zeostore.metrics', 'metrics', _bool),
     ('zeostore.fast_reads', 'fast_reads', _bool),
@@ -479,6 +493,9 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
         )
     if values['autostart'] and not os.path.isfile(zeo_conf):
         raise Bad('zeostore.zeo_conf', zeo_conf, 'expected an existing file')
+    values['startup_strict'] = str(
+        settings.get('zeostore.check_on_startup')
+    ).strip().lower() == 'strict'
     appmaker = settings.get('zeostore.appmaker') or default['appmaker']
     if isinstance(appmaker, str):
         appmaker = appmaker.strip()

@@ -24,7 +24,7 @@ from pyramid.interfaces import ISecurityPolicy
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from ..connection import get_databases
-from ..exceptions import ZeostoreConfigurationError
+from ..exceptions import DatabaseUnavailable, ZeostoreConfigurationError
 from ..folder import Folder
 from ..interfaces import IAppmaker, IZeostoreAppSettings, IZeostoreSettings
 from ..root import bootstrap_once
@@ -48,9 +48,12 @@ def main(global_config: dict, **settings: Any) -> Guard:
 
     Unless ``zeostore.check_on_startup`` is false, it opens the databases
     once, bootstraps the root, counts the users and closes the databases
-    again, so that a wrong URI or an absent server fails at startup,
-    within the bound, naming the address; workers then open their own on
-    first use. Served behind its :class:`~.guards.Guard`.
+    again, so that a wrong setting fails at startup, naming its key;
+    workers then open their own on first use. A server that does not
+    answer within the bound is a prominent warning, and the app starts
+    and answers 503 until it does (a gunicorn or mod_wsgi worker that
+    restarts during an outage must come up); ``strict`` makes it fail
+    startup instead. Served behind its :class:`~.guards.Guard`.
     """
     with Configurator(settings=settings) as config:
         config.include('pyramid_zeostore')
@@ -60,12 +63,26 @@ def main(global_config: dict, **settings: Any) -> Guard:
     policy.ini = global_config.get('__file__') or policy.ini
     zeostore = registry.getUtility(IZeostoreSettings)
     if zeostore.check_on_startup:
-        check_startup(registry, policy)
+        try:
+            check_startup(registry, policy)
+        except DatabaseUnavailable as e:
+            if zeostore.startup_strict:
+                raise
+            log.warning(UNREACHABLE_AT_STARTUP, e)
     return Guard(
         config.make_wsgi_app(),
         registry.getUtility(IZeostoreAppSettings),
         (zeostore.health_path, zeostore.prometheus_path),
     )
+
+
+UNREACHABLE_AT_STARTUP = (
+    '\n*** The database did not answer at startup: %s\n'
+    '*** The app starts anyway and answers 503 (Retry-After) until it '
+    'does, then serves without a restart. Start the server (pzeo start '
+    'INI, or runzeo -C zeo.conf), or set zeostore.check_on_startup = '
+    'strict to refuse to start without it.'
+)
 
 
 def count_users(registry: Any) -> int:

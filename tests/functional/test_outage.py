@@ -134,11 +134,16 @@ def patch(data=b'{"x": 1}'):
 # -- startup -----------------------------------------------------------------
 
 
-def test_startup_without_server_fails_within_bound(tmp_path, record_property):
+def test_strict_startup_without_server_fails_within_bound(
+    tmp_path, record_property
+):
     sock = str(tmp_path / 'var' / 'zeo.sock')  # nothing listens there
     os.makedirs(os.path.dirname(sock))
     # connect_timeout left at its default (2 s); ZEO's own is 30 s.
-    ini = fconf.write_ini(tmp_path, f'zeo://{sock}', **settings(None))
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{sock}',
+        **settings(None, **{'zeostore.check_on_startup': 'strict'}),
+    )
     start = time.monotonic()
     proc = subprocess.run(
         [os.path.join(fconf.BIN, 'pserve'), ini],
@@ -160,16 +165,54 @@ def test_startup_without_server_fails_within_bound(tmp_path, record_property):
     assert elapsed < 2 + MARGIN + 2, output
 
 
-def test_main_fails_fast_naming_the_socket(tmp_path):
+def test_strict_main_fails_fast_naming_the_socket(tmp_path):
     sock = tmp_path / 'absent.sock'
     with pytest.raises(DatabaseUnavailable) as info:
         main(
             {},
             zodb_uri=f'zeo://{sock}',
-            **{'zeostore.connect_timeout': '0.2'},
+            **{'zeostore.connect_timeout': '0.2',
+               'zeostore.check_on_startup': 'strict'},
         )
     assert str(sock) in str(info.value)
     assert 'the primary database is unavailable' in str(info.value)
+
+
+def test_main_warns_and_starts_without_server(tmp_path, caplog):
+    """The default: a worker that boots during an outage comes up."""
+    sock = tmp_path / 'absent.sock'
+    app = main(
+        {},
+        zodb_uri=f'zeo://{sock}',
+        **{'zeostore.connect_timeout': '0.2'},
+    )
+    assert callable(app)
+    text = caplog.text
+    assert 'The database did not answer at startup' in text
+    assert str(sock) in text
+    assert 'zeostore.check_on_startup' in text and 'strict' in text
+
+
+def test_default_startup_warns_then_recovers(
+    tmp_path, servers, record_property
+):
+    """pserve with the default check: a warning at once, 503, then 200
+    once ZEO starts, with no restart."""
+    zeo = rconf.ZEOProcess(tmp_path / 'zeo')
+    ini = fconf.write_ini(tmp_path, zeo.uri(), **settings(1))
+    app = servers(fconf.pserve(ini))
+    assert 'The database did not answer at startup' in app.log(), app.log()
+    assert_unavailable(timed(app, '/', **JSON), 1, json_body=True)
+    zeo.start()
+    try:
+        elapsed, names = wait_recovered(app)
+        note(record_property, 'default_startup_recovery_seconds',
+             round(elapsed, 2))
+        assert create(app, 'after')[0] == 201
+        assert listing(app) == {'after'}
+    finally:
+        zeo.stop()
+    assert 'Traceback' not in app.log(), app.log()
 
 
 # -- requests while the server is down ----------------------------------------

@@ -71,6 +71,11 @@ def tls_zeo(certs, tmp_path_factory):
         zeoserver.stop_process(proc)
 
 
+# A server that refuses the certificate looks absent: only ``strict``
+# fails startup (the default warns and answers 503).
+STRICT = {'zeostore.check_on_startup': 'strict'}
+
+
 def app_ini(tmp_path, port, query, **settings):
     return fconf.write_ini(
         tmp_path,
@@ -137,7 +142,8 @@ def test_client_without_a_valid_certificate_gets_503_and_the_reason(
 def test_startup_with_a_bad_certificate_fails_naming_address_and_reason(
     certs, tls_zeo, tmp_path, client, reason
 ):
-    ini = app_ini(tmp_path, tls_zeo, certs.client_query(client))
+    ini = app_ini(tmp_path, tls_zeo, certs.client_query(client),
+                  **STRICT)
     started = time.monotonic()
     proc = subprocess.run(
         [os.path.join(fconf.BIN, 'pserve'), ini],
@@ -163,7 +169,7 @@ def test_client_refusing_the_server_certificate_says_so(
 ):
     # Our ssl_cafile is another CA's: this side refuses the server.
     query = certs.client_query().replace(certs.ca, certs.path('rogue.pem'))
-    ini = app_ini(tmp_path, tls_zeo, query)
+    ini = app_ini(tmp_path, tls_zeo, query, **STRICT)
     proc = subprocess.run(
         [os.path.join(fconf.BIN, 'pserve'), ini],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -206,3 +206,53 @@ def test_server_errno_reads_zeos_server_exception():
         ServerException('builtins.ValueError', ('x',))
     ) is None
     assert compat.server_errno(ValueError(28)) is None
+
+
+def test_registration_failures_are_recorded_once_and_taken_out(monkeypatch):
+    from ZEO.asyncio import client as zeo_client
+
+    calls = []
+
+    class ClientIO:
+        addrs = [('127.0.0.1', 9), '/tmp/zeo.sock']
+        storage_key = 'main'
+
+        def register_failed(self, protocol, exc):
+            calls.append(exc)
+            return 'retried'
+
+    monkeypatch.setattr(zeo_client, 'ClientIO', ClientIO)
+    monkeypatch.setattr(compat, 'REGISTRATION_FAILURES', {})
+    assert compat.record_registration_failures()
+    wrapped = ClientIO.register_failed
+    assert compat.record_registration_failures()  # not wrapped twice
+    assert ClientIO.register_failed is wrapped
+    error = ValueError('unknown storage')
+    assert ClientIO().register_failed(None, error) == 'retried'
+    assert calls == [error]
+    assert compat.registration_failure('other', ClientIO.addrs) is None
+    assert compat.registration_failure('main', ['/tmp/zeo.sock']) is error
+    assert compat.registration_failure('main', ClientIO.addrs) is error
+    compat.REGISTRATION_FAILURES.clear()
+    assert compat.registration_failure('main', ClientIO.addrs) is None
+
+
+def test_a_zeo_without_register_failed_is_reported(monkeypatch, caplog):
+    from ZEO.asyncio import client as zeo_client
+
+    monkeypatch.setattr(zeo_client, 'ClientIO', type('ClientIO', (), {}))
+    assert not compat.record_registration_failures()
+    assert 'no ClientIO.register_failed' in caplog.text
+
+
+def test_server_exceptions_are_read():
+    class ServerException(Exception):
+        pass
+
+    assert compat.server_exception(
+        ServerException('builtins.ValueError', ('unknown storage', 'x'))
+    ) == ('ValueError', 'unknown storage x')
+    assert compat.server_exception(
+        ServerException('a.B', 'text')) == ('B', 'text')
+    assert compat.server_exception(ValueError('a', 'b')) is None
+    assert compat.server_exception(ServerException('one')) is None

@@ -400,8 +400,26 @@ def test_the_parser_takes_every_default_from_the_dataclass():
             assert getattr(parsed, f.name) == getattr(plain, f.name), f.name
     special = {
         'databases', 'appmaker', 'zeo_conf', 'lock_file', 'socket_mode',
-        'socket_group',
+        'socket_group', 'startup_strict',
     }
     read = {name for _, name, _ in READERS}
     assert read | special == {f.name for f in fields(ZeostoreSettings)}
     assert not read & special
+
+
+@pytest.mark.parametrize('value, on, strict', [
+    ('true', True, False), ('false', False, False),
+    ('strict', True, True), (' Strict ', True, True),
+])
+def test_check_on_startup_may_be_strict(value, on, strict):
+    parsed = parse_settings({'zodb_uri': 'memory://',
+                             'zeostore.check_on_startup': value})
+    assert (parsed.check_on_startup, parsed.startup_strict) == (on, strict)
+
+
+def test_check_on_startup_names_its_three_values():
+    with pytest.raises(ConfigurationError) as info:
+        parse_settings({'zodb_uri': 'memory://',
+                        'zeostore.check_on_startup': 'sometimes'})
+    assert info.value.key == 'zeostore.check_on_startup'
+    assert 'expected true, false or strict' in str(info.value)
