@@ -22,6 +22,7 @@ from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.interfaces import ISecurityPolicy
 from pyramid.security import NO_PERMISSION_REQUIRED
+from ZEO.Exceptions import ClientDisconnected
 
 from ..connection import get_databases
 from ..exceptions import DatabaseUnavailable, ZeostoreConfigurationError
@@ -88,7 +89,8 @@ UNREACHABLE_AT_STARTUP = (
 def count_users(registry: Any) -> int:
     """Bootstrap the root and count the users, then close the databases.
 
-    :raises DatabaseUnavailable: a ZEO server did not answer in time.
+    :raises DatabaseUnavailable: a ZEO server did not answer in time, or
+        went away during the check (a worker booting as ZEO stops).
     """
     databases = get_databases(registry)
     try:
@@ -101,6 +103,8 @@ def count_users(registry: Any) -> int:
         finally:
             tm.abort()
             conn.close()
+    except (ClientDisconnected, *databases.disconnected_exceptions()):
+        raise databases.unavailable('') from None
     finally:
         databases.close()
 

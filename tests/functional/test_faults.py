@@ -487,3 +487,102 @@ def test_gunicorn_all_workers_stalled(
     # Served by a replacement: every original worker was stuck on a stall.
     assert int(headers['X-Worker-Pid']) not in workers
     assert 'WORKER TIMEOUT' in server.log(None), server.log()
+
+
+# -- workers that restart while ZEO is down -----------------------------------
+
+
+OUTAGE = 5.0  # seconds ZEO stays down, at least
+RETURN_BOUND = 2.0  # every worker serves again within this of ZEO's return
+
+
+def booted_pids(server) -> list[int]:
+    """The workers gunicorn says it booted, in order."""
+    marker = 'Booting worker with pid: '
+    return [
+        int(line.split(marker, 1)[1].split()[0])
+        for line in server.log(None).splitlines() if marker in line
+    ]
+
+
+def test_workers_recycling_through_an_outage(
+    tmp_path, zeo_server, servers, record_property
+):
+    """``--max-requests 20``, no ``--preload``: workers that boot while ZEO
+    is stopped come up (the startup check warns) and answer 503, the
+    master stays up, and once ZEO is back every worker serves."""
+    server, first = start_gunicorn(
+        servers, tmp_path, zeo_server, '--max-requests', '20',
+    )
+    scenario = Scenario(server.port, clients=CLIENTS, mix=MIX)
+    scenario.setup()
+    scenario.start(10 * LIMIT, label='gunicorn -w 4 --max-requests 20')
+    try:
+        wait_until(lambda: scenario.acked_writes() >= 50, '50 writes')
+        zeo_server.stop(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        before = set(booted_pids(server))
+
+        def booted_in_outage() -> set:
+            """Workers booted after the stop that answered a 503."""
+            new = set(booted_pids(server)) - before
+            return {c.pid for c in scenario.calls()
+                    if c.status == 503 and c.pid in new}
+
+        # at least OUTAGE seconds, and until a worker booted in the outage
+        # has answered (bounded by LIMIT)
+        wait_until(
+            lambda: time.monotonic() - stopped_at >= OUTAGE
+            and booted_in_outage(),
+            'a worker booted during the outage answering 503',
+        )
+        outage_workers = booted_in_outage()
+        assert server.proc.poll() is None, server.log()
+        zeo_server.start()
+        restarted_at = time.monotonic()
+        current = fconf.child_pids(server.proc.pid)
+
+        def back() -> bool:
+            live = fconf.child_pids(server.proc.pid)
+            ok = answered_since(scenario, restarted_at)
+            # the workers alive at the return, or those that replaced them
+            return len(ok & (current | live)) >= WORKERS or live <= ok
+        all_back = wait_until(back, 'every worker answering after ZEO')
+        wait_until(lambda: time.monotonic() - restarted_at > PHASE,
+                   'the load going on after recovery')
+    finally:
+        scenario.stop()
+    result = scenario.wait()
+    assert server.proc.poll() is None, 'the gunicorn master exited'
+    late_503 = [c for c in result.calls
+                if c.status == 503 and c.start > restarted_at + RETURN_BOUND]
+    outage = [c for c in result.calls if c.status == 503]
+    scenario.verify(result, zeo_server.sock, allow_503=True)
+    print('\n' + result.summary())
+    note(record_property, 'recycling_outage_figures', {
+        **figures(result),
+        '503': len(outage),
+        'max_503_seconds': round(result.max_seconds(503), 2),
+        'outage_seconds': round(restarted_at - stopped_at, 2),
+        'workers_booted': len(booted_pids(server)),
+        'workers_booted_in_outage': len(outage_workers),
+        'all_workers_back_seconds': round(all_back, 2),
+        '503_started_2s_after_return': len(late_503),
+    })
+    assert result.problems == [], result.summary() + '\n' + server.log()
+    assert outage and all(c.retry_after == RETRY_AFTER for c in outage)
+    assert result.max_seconds(503) < HANG_BOUND, result.summary()
+    assert 'Worker failed to boot' not in server.log(None)
+    assert 'did not answer at startup' in server.log(None)
+    # only 503s while it was down; served again within the bound
+    assert not late_503, [(c.pid, round(c.start - restarted_at, 2))
+                          for c in late_503]
+    log = server.log(None)
+    assert 'Error handling request' not in log, log[-6000:]
+
+    server.stop()
+    zeo_server.stop()
+    data_fs = os.path.join(zeo_server.dir, 'Data.fs')
+    assert fstest_outcome(data_fs) == 'clean'
+    scenario.verify(result, file_storage=data_fs, allow_503=True)
+    assert result.problems == [], result.summary()
