@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from pyramid.config import PHASE2_CONFIG, PHASE3_CONFIG
+from pyramid.config import PHASE1_CONFIG, PHASE2_CONFIG, PHASE3_CONFIG
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
@@ -55,7 +55,7 @@ from .root import (
     default_appmaker,
 )
 from .scripting import open_db, open_root, retrying
-from .settings import ZeostoreSettings, parse_settings
+from .settings import ZeostoreSettings, check_keys, known_keys, parse_settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.config import Configurator
@@ -140,6 +140,13 @@ def includeme(config: Configurator) -> None:
 
     registry = config.registry
     registry.registerUtility(parsed, IZeostoreSettings)
+    # Once every include has named its keys (the ready app adds its own
+    # to registry.zeostore_keys), before autostart (PHASE2) runs runzeo.
+    registry.zeostore_keys = known_keys()
+    config.action(
+        'zeostore.check_keys', check_keys,
+        args=(settings, registry.zeostore_keys), order=PHASE1_CONFIG,
+    )
     if parsed.databases:
         registry.registerUtility(
             Databases(parsed.databases, parsed.connect_timeout), IDatabases

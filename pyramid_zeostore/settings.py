@@ -8,8 +8,10 @@ uses its databases.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import grp
+import logging
 import math
 import os
 import re
@@ -466,6 +468,52 @@ def _lock_file(settings: Mapping, primary: DatabaseSpec | None) -> str:
             return address + '.lock'
     tag = zlib.crc32((primary.uri if primary else '').encode())
     return os.path.join(tempfile.gettempdir(), f'pyramid_zeostore-{tag:x}')
+
+
+#: ``zeostore.`` keys read besides :data:`READERS`.
+OTHER_KEYS = (
+    'zeostore.zeo_conf', 'zeostore.appmaker', 'zeostore.lock_file',
+    'zeostore.socket_group', 'zeostore.socket_mode',
+)
+#: Keys of the packages this one includes (pyramid_tm 2.6, pyramid_retry
+#: 2.1), for a warning on a typo: their own settings are theirs to check.
+THEIR_KEYS = (
+    'tm.manager_hook', 'tm.commit_veto', 'tm.activate_hook',
+    'tm.annotate_user', 'tm.attempts', 'retry.attempts',
+    'retry.activate_hook',
+)
+
+
+def known_keys() -> set[str]:
+    """Every ``zeostore.`` key pyramid_zeostore itself reads."""
+    return {key for key, _, _ in READERS} | set(OTHER_KEYS)
+
+
+def check_keys(settings: Mapping[str, Any], known: set[str]) -> None:
+    """Refuse an unknown ``zeostore.`` key, naming the closest known one
+    (a typo would otherwise be ignored without a word); warn about an
+    unknown ``tm.`` or ``retry.`` key, which belong to other packages."""
+    for key in sorted(k for k in settings if isinstance(k, str)):
+        prefix = key.split('.', 1)[0]
+        if prefix == 'zeostore' and key not in known:
+            raise Bad(key, settings[key],
+                      f'expected a known setting ({_closest(key, known)})')
+        if prefix in ('tm', 'retry') and key not in THEIR_KEYS:
+            logging.getLogger(__name__).warning(
+                'unknown setting %s (%s): pyramid_%s ignores it',
+                key, _closest(key, THEIR_KEYS), prefix,
+            )
+
+
+def _closest(key: str, known: Any) -> str:
+    """Compared without the shared prefix, which makes any key alike."""
+    prefix, _, name = key.partition('.')
+    names = {k.partition('.')[2]: k for k in known
+             if k.startswith(prefix + '.')}
+    found = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    if found:
+        return f'did you mean {names[found[0]]}?'
+    return "none is close: see the README's settings table"
 
 
 def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:

@@ -35,6 +35,7 @@ from .csrf import cross_site_view
 from .guards import Guard
 from .security import SecurityPolicy
 from .session import load_secret, session_factory
+from .settings import READERS as APP_READERS
 from .settings import parse_app_settings
 from .users import find_users
 from .views import create, delete, increment, not_allowed, show, update
@@ -137,6 +138,9 @@ def includeme(config: Configurator) -> None:
     config.registry.settings.setdefault('tm.annotate_user', 'false')
     settings = parse_app_settings(config.registry.settings)
     config.registry.registerUtility(settings, IZeostoreAppSettings)
+    known = getattr(config.registry, 'zeostore_keys', None)
+    if known is not None:  # pyramid_zeostore's key check: ours are known
+        known.update(key for key, _, _ in APP_READERS)
     secret = load_secret(settings)
     config.set_security_policy(SecurityPolicy(settings, secret))
     if secret is not None:
