@@ -131,6 +131,16 @@ def includeme(config: Configurator) -> None:
     """
     settings = config.get_settings()
     parsed = parse_settings(settings)
+    if not parsed.databases:
+        # Before anything runs (autostart, a request that would answer
+        # 500): the one setting nothing works without.
+        raise ZeostoreConfigurationError(
+            'zodb_uri', None,
+            'expected a database URI in the [app:main] section, such as '
+            'zodb_uri = zeo://%(here)s/var/zeo.sock or file://%(here)s/'
+            'var/Data.fs',
+        )
+    check_dotted(config, settings)
     # Coerced values go back for pyramid_retry / pyramid_tm to read.
     settings['retry.attempts'] = parsed.retry_attempts
     # An explicit manager per request; fast reads use the thread's.
@@ -147,10 +157,11 @@ def includeme(config: Configurator) -> None:
         'zeostore.check_keys', check_keys,
         args=(settings, registry.zeostore_keys), order=PHASE1_CONFIG,
     )
-    if parsed.databases:
-        registry.registerUtility(
-            Databases(parsed.databases, parsed.connect_timeout), IDatabases
-        )
+    registry.registerUtility(
+        Databases(parsed.databases, parsed.connect_timeout,
+                  parsed.reply_timeout),
+        IDatabases,
+    )
     registry.registerUtility(
         ConnectionListeners(registry), IConnectionListeners
     )
@@ -218,6 +229,35 @@ def includeme(config: Configurator) -> None:
             'zeostore.autostart', _autostart, args=(parsed,),
             order=PHASE2_CONFIG,
         )
+
+
+#: Settings that name a callable by its dotted name.
+DOTTED_KEYS = (
+    'zeostore.appmaker', 'tm.manager_hook', 'tm.commit_veto',
+    'tm.activate_hook', 'retry.activate_hook',
+)
+
+
+def check_dotted(config: Configurator, settings: Any) -> None:
+    """Import each dotted name a setting gives, so that a typo is a
+    ConfigurationError naming the setting, not an ImportError from
+    whichever package reads it later."""
+    for key in DOTTED_KEYS:
+        value = settings.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        try:
+            found = config.maybe_dotted(value.strip())
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ZeostoreConfigurationError(
+                key, value,
+                f'expected the dotted name of a callable, such as '
+                f'mypackage.module.function ({type(e).__name__}: {e})',
+            ) from None
+        if not callable(found):
+            raise ZeostoreConfigurationError(
+                key, value, 'expected the dotted name of a callable'
+            )
 
 
 def _autostart(parsed: ZeostoreSettings) -> None:

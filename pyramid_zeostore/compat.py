@@ -12,11 +12,16 @@ RelStorage outage answers 500 instead of 503.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
+import threading
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pyramid.interfaces import IRequestExtensions
+from ZEO.Exceptions import ClientDisconnected
 from zodburi.resolvers import ClientStorageURIResolver
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,127 @@ def forget_prefetched_oids(client: Any) -> bool:
         return notify(conn, info)
 
     client.notify_connected = notify_connected
+    return True
+
+
+class ReplyTimeout(ClientDisconnected):
+    """A ZEO server took longer than ``zeostore.reply_timeout`` to answer
+    a call; the connection was dropped (a ``ClientDisconnected``, so a
+    request that had not begun its commit is retried)."""
+
+
+#: Per thread: a shorter bound for the calls made meanwhile (see
+#: :func:`replies_within`).
+_bound = threading.local()
+
+
+@contextlib.contextmanager
+def replies_within(seconds: float) -> Iterator[None]:
+    """Bound each ZEO call this thread makes meanwhile to ``seconds``
+    (the health check's own budget), if that is less than the client's
+    reply timeout."""
+    before = getattr(_bound, 'seconds', None)
+    _bound.seconds = seconds if before is None else min(seconds, before)
+    try:
+        yield
+    finally:
+        _bound.seconds = before
+
+
+#: What a ZEO future's ``result(timeout)`` raises when time is up: ZEO's
+#: own futures raise asyncio's TimeoutError, the standard ones that of
+#: concurrent.futures (the same class from Python 3.11 on).
+TIMEOUTS = (concurrent.futures.TimeoutError, asyncio.TimeoutError)
+
+
+#: Seconds a call that timed out waits for ZEO's IO thread to drop the
+#: connection.
+DROP_WAIT = 1.0
+
+
+def _retrieve(future: Any) -> None:
+    future.exception()
+
+
+def bound_replies(client: Any, timeout: float) -> bool:
+    """Make every synchronous call of ZEO ``ClientStorage`` ``client``
+    wait at most ``timeout`` seconds for the server's answer, then drop
+    the connection (ZEO reconnects by itself) and raise
+    :class:`ReplyTimeout`. Returns False (and logs an error) if ZEO
+    changed shape.
+
+    ZEO 6.2 bounds only the wait for a connection: a server that is
+    connected but does not answer (stopped, swapping, a hung disk) holds
+    the calling thread for good. ``ClientStorage._server`` is the
+    ``ClientRunner``; its ``io_call(coro, wait=True)`` runs every
+    synchronous call (``call``, ``load_before``, ``tpc_finish``) in the IO
+    thread and waits on a ``concurrent.futures.Future``; its ``client``
+    (``ClientIO``) has the ``protocol`` to close and ``disconnected()``
+    to call, as ZEO's own ``tpc_finish_co`` does on an error. A call
+    made while disconnected first waits for the connection (the
+    client's ``wait_timeout``), then for the answer.
+    """
+    runner = getattr(client, '_server', None)
+    original = getattr(runner, 'io_call', None)
+    io = getattr(runner, 'client', None)
+    loop = getattr(runner, 'loop', None)
+    if not callable(original) or loop is None or not all(
+        hasattr(io, name) for name in ('protocol', 'disconnected')
+    ):
+        log.error(
+            'ZEO %s: ClientStorage._server has no io_call / client / loop; '
+            'a ZEO server that stops answering holds requests for good '
+            '(checked with ZEO %s)', version('ZEO'), CHECKED['ZEO'],
+        )
+        return False
+    connect = float(getattr(runner, 'timeout', 0) or 0)
+
+    def abandon(future: Any, dropping: bool, done: Any) -> None:
+        # In the IO thread. Nobody waits on its outcome now: take it, or
+        # ZEO logs "exception was never retrieved" with a traceback for
+        # every call cut off.
+        try:
+            future.add_done_callback(_retrieve)
+            protocol = io.protocol
+            if dropping and protocol is not None:
+                protocol.close()
+                io.disconnected(protocol)
+        finally:
+            done.set()
+
+    def io_call(coro: Any, wait: bool = True) -> Any:
+        future = original(coro, wait=False)
+        if not wait:
+            return future
+        bound = timeout if io.protocol is not None and getattr(
+            io, 'operational', True) else connect + timeout
+        shorter = getattr(_bound, 'seconds', None)
+        dropping = shorter is None or shorter >= bound
+        if not dropping:
+            bound = shorter
+        try:
+            return future.result(bound)
+        except TIMEOUTS:
+            if future.done():
+                return future.result()  # answered just now
+            # Not cancelled: ZEO shares a load's future between threads.
+            # Dropping the connection fails every call still waiting on
+            # it; a shorter bound (the health check's) only stops waiting.
+            if not loop.is_closed():
+                done = threading.Event()
+                loop.call_soon_threadsafe(abandon, future, dropping, done)
+                # Disconnected before this raises: the abort that follows
+                # then knows not to wait for the server.
+                done.wait(DROP_WAIT)
+            raise ReplyTimeout(
+                f'the ZEO server did not answer within {bound:g}s'
+                + (' (zeostore.reply_timeout): connection dropped'
+                   if dropping else '')
+            ) from None
+        finally:
+            del future  # as ZEO does: no reference cycle via the traceback
+
+    runner.io_call = io_call
     return True
 
 

@@ -25,12 +25,14 @@ from . import compat
 from .backoff import pause
 from .display import mask_password
 from .exceptions import (
+    CommitOutcomeUnknown,
     DatabaseUnavailable,
     TLSFileError,
     ZeostoreConfigurationError,
 )
 from .interfaces import IDatabases
 from .probe import client_storage
+from .resolvers import PROBE_TIMEOUT
 from .settings import DatabaseSpec, parse_settings
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class Databases:
         parsed = parse_settings(settings)
         if connect_timeout is None:
             connect_timeout = parsed.connect_timeout
-        return cls(parsed.databases, connect_timeout)
+        return cls(parsed.databases, connect_timeout, parsed.reply_timeout)
 
     @classmethod
     def from_uri(
@@ -79,8 +81,14 @@ class Databases:
         return cls.from_settings({'zodb_uri': uri}, connect_timeout)
 
     def __init__(
-        self, specs: Iterable[DatabaseSpec], connect_timeout: float = 2.0
+        self,
+        specs: Iterable[DatabaseSpec],
+        connect_timeout: float = 2.0,
+        reply_timeout: float | None = None,
     ) -> None:
+        """``reply_timeout``: seconds a ZEO server may take to answer one
+        call (``zeostore.reply_timeout``); None waits as long as it takes
+        (a pack)."""
         self.specs = tuple(specs)
         if not self.specs:
             raise ZeostoreConfigurationError(
@@ -90,11 +98,14 @@ class Databases:
                 'zeo://%(here)s/var/zeo.sock',
             )
         self.connect_timeout = connect_timeout
+        self.reply_timeout = reply_timeout
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._dbs: dict = {}
         self._clients: dict = {}  # name -> its ZEO ClientStorage, or None
         self._disconnected: tuple | None = None
+        # name -> (monotonic time, reason) of the last diagnosis.
+        self._reasons: dict = {}
         self.bootstrapped = False
         # (pid, monotonic time, DatabaseUnavailable) of the last failed
         # open: threads that queued behind it fail at once.
@@ -206,6 +217,9 @@ class Databases:
         client = client_storage(storage)
         if client is not None:
             compat.forget_prefetched_oids(client)
+            if self.reply_timeout is not None:
+                compat.bound_replies(client, self.reply_timeout)
+            guard_commit(client, spec, self.reply_timeout)
         # Several processes opening an empty database at once all try to
         # create its root object; the losers retry and find the winner's.
         for attempt in range(1, ROOT_ATTEMPTS):
@@ -215,17 +229,29 @@ class Databases:
                 pause(attempt, POLL, 10 * POLL)
         return _new_db(storage, dbs, spec, close_on_error=True)
 
-    def unavailable(self, name: str = '') -> DatabaseUnavailable:
+    def unavailable(
+        self, name: str = '', probe_timeout: float = PROBE_TIMEOUT
+    ) -> DatabaseUnavailable:
         """The error for ``name``'s server not answering in time.
 
         ZEO's client retries silently, so its addresses are probed once
         more to find out why (refused, permission denied, a TLS
-        certificate refused); the reason goes into the message, which is
-        logged as a warning.
+        certificate refused), within ``probe_timeout`` seconds; the reason
+        goes into the message, which is logged as a warning.
         """
         spec = self.spec(name)
         zeo = spec.zeo
-        reason = zeo.diagnose() if zeo is not None else None
+        now = time.monotonic()
+        last = self._reasons.get(name)
+        if last is not None and now - last[0] < DIAGNOSIS_TTL:
+            # Every request of an outage asks: one probe answers them all
+            # for a while (a stopped server's backlog is not filled).
+            reason = last[1]
+        elif zeo is not None and probe_timeout > 0:
+            reason = zeo.diagnose(probe_timeout)
+            self._reasons[name] = (now, reason)
+        else:
+            reason = None
         exc = DatabaseUnavailable(
             name, spec.display_address, self.connect_timeout, reason,
             zeo=zeo is not None,
@@ -263,6 +289,8 @@ class Databases:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(POLL)
+        if self._reasons:
+            self._reasons.pop(name, None)  # back: diagnose afresh next time
         return True
 
     def sync(self, name: str = '') -> None:
@@ -290,6 +318,62 @@ class Databases:
             self._pid = None
             self.bootstrapped = False
             _open_registries.discard(self)
+
+
+#: Seconds one diagnosis of a server that does not answer stands for
+#: (see :meth:`Databases.unavailable`).
+DIAGNOSIS_TTL = 5.0
+
+#: Seconds an abort waits for a ZEO connection that is down (ZEO's own
+#: default is its whole ``wait_timeout``).
+ABORT_WAIT = 0.01
+
+
+def guard_commit(
+    client: Any, spec: DatabaseSpec, timeout: float | None
+) -> None:
+    """Turn a ZEO commit that did not come back into
+    :class:`~pyramid_zeostore.exceptions.CommitOutcomeUnknown`, which is
+    never retried: a vote that timed out, or a finish that timed out or
+    lost its connection (the server may have committed; a retry could
+    apply the change twice). A vote that lost its connection stays a
+    retried ``ClientDisconnected``: the server aborts a transaction
+    whose client went away before the finish. An abort while
+    disconnected does not wait for the server to come back."""
+    vote, finish, abort = (
+        client.tpc_vote, client.tpc_finish, client.tpc_abort
+    )
+
+    def uncertain(exc: Exception) -> CommitOutcomeUnknown:
+        exc = CommitOutcomeUnknown(
+            spec.name, spec.display_address, timeout or 0.0,
+            str(exc) or type(exc).__name__,
+        )
+        log.error('%s', exc)
+        return exc
+
+    def tpc_vote(txn: Any) -> Any:
+        try:
+            return vote(txn)
+        except compat.ReplyTimeout as e:
+            raise uncertain(e) from None
+
+    def tpc_finish(txn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return finish(txn, *args, **kw)
+        except ClientDisconnected as e:
+            raise uncertain(e) from None
+
+    def tpc_abort(txn: Any, timeout: float | None = None) -> Any:
+        if timeout is None and not client.is_connected():
+            # The server dropped the transaction with the connection:
+            # no need to wait for a new one to say so.
+            timeout = ABORT_WAIT
+        return abort(txn, timeout=timeout)
+
+    client.tpc_vote, client.tpc_finish, client.tpc_abort = (
+        tpc_vote, tpc_finish, tpc_abort
+    )
 
 
 def refused_registration(spec: DatabaseSpec) -> Exception | None:

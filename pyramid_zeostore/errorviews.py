@@ -72,6 +72,7 @@ def unavailable_view(exc: Exception, request: Any) -> Any:
     if request.method in SAFE_METHODS or not (
         request.environ.get(UNAVAILABLE)
         or not isinstance(exc, DatabaseUnavailable)  # lost mid-request
+        or exc.may_have_saved  # a commit that did not come back
     ):
         outcome = 'nothing was saved'
     else:

@@ -85,10 +85,36 @@ class DatabaseUnavailable(ZeostoreError):
             )
         super().__init__(message)
 
+    #: could a change have reached the server before it went away?
+    may_have_saved = False
+
     def again(self) -> DatabaseUnavailable:
         """A new exception with the same details (to raise once more)."""
         return type(self)(
             self.name, self.address, self.timeout, self.reason, self.zeo
+        )
+
+
+class CommitOutcomeUnknown(DatabaseUnavailable):
+    """A commit's vote or finish did not come back (the ZEO server did
+    not answer within ``zeostore.reply_timeout``, or the connection was
+    lost during the finish): the change may or may not have been saved.
+
+    Never retried: running the request again could apply it twice. The
+    default app answers 503 saying so.
+    """
+
+    may_have_saved = True
+
+    def __init__(
+        self, name: str, address: Any, timeout: float,
+        reason: str | None = None, zeo: bool = True,
+    ) -> None:
+        super().__init__(name, address, timeout, reason, zeo)
+        label = f'database {name!r}' if name else 'the primary database'
+        self.args = (
+            f'a commit to {label} at {address} may or may not have been '
+            f'saved: {reason}',
         )
 
 

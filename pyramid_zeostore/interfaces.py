@@ -148,8 +148,9 @@ class IDatabases(Interface):
         """Wait until ``name``'s ZEO client is connected (True) or the
         ``time.monotonic()`` ``deadline`` passed (False)."""
 
-    def unavailable(name=''):
-        """The DatabaseUnavailable error for ``name`` (not raised)."""
+    def unavailable(name='', probe_timeout=1.0):
+        """The DatabaseUnavailable error for ``name`` (not raised), its
+        reason found within ``probe_timeout`` seconds."""
 
     def disconnected_exceptions():
         """The exceptions this process's storages raise when their server

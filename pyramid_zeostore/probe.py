@@ -17,7 +17,9 @@ from ZODB.interfaces import IMVCCStorage
 from ZODB.TimeStamp import TimeStamp
 from ZODB.utils import z64
 
+from .compat import replies_within
 from .exceptions import DatabaseUnavailable
+from .resolvers import PROBE_TIMEOUT
 
 
 def client_storage(storage: Any) -> Any:
@@ -74,19 +76,23 @@ def check(databases: Any, timeout: float) -> list[DatabaseHealth]:
     :class:`~pyramid_zeostore.interfaces.IDatabases`), within ``timeout``
     seconds in all (less when all answer)."""
     deadline = time.monotonic() + timeout
+    # Kept for finding out why a server does not answer.
+    reserve = min(PROBE_TIMEOUT, timeout / 4)
     found = []
     for spec in databases.specs:
         report = {'name': spec.name, 'key': spec.key, 'address': spec.address}
         try:
             db = databases.get(spec.name)  # opens them all on first use
-            if not databases.wait_connected(spec.name, deadline):
-                raise databases.unavailable(spec.name)
+            if not databases.wait_connected(spec.name, deadline - reserve):
+                raise databases.unavailable(
+                    spec.name, max(deadline - time.monotonic(), 0.0)
+                )
             client = client_storage(db.storage)
             if client is not None:
                 started = time.monotonic()
-                status = client.server_status(
-                    timeout=max(deadline - started, 0.001)
-                )
+                left = max(deadline - started, 0.001)
+                with replies_within(left):  # the answer too, not just
+                    status = client.server_status(timeout=left)  # a link
                 report['ping_ms'] = round(
                     (time.monotonic() - started) * 1000, 3
                 )

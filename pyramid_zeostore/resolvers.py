@@ -214,15 +214,36 @@ class ZEOURIResolver(ClientStorageURIResolver):
         except ValueError as e:
             raise URIParameterError(uri, 'value', str(e)) from None
         if split.netloc:
-            addresses: list = [(split.hostname or '', split.port or 9991)]
-        else:
+            try:
+                port = split.port
+            except ValueError:  # not a number, or out of range
+                port = 0
+            if port == 0 or not split.hostname and split.port is None:
+                raise ValueError(
+                    f'expected a server address: zeo://host:port (port 1 '
+                    f'to 65535) or zeo:///path/to/zeo.sock, not '
+                    f'{split.netloc!r}'
+                )
+            addresses: list = [(split.hostname or '', port or 9991)]
+        elif split.path.strip('/'):
             addresses = [os.path.normpath(split.path)]
+        else:
+            raise ValueError(
+                'expected a server address: zeo://host:port or '
+                'zeo:///path/to/zeo.sock'
+            )
+        check_values(kw)
         extra = kw.pop('addresses', '')
         try:
             addresses += [parse_address(a) for a in extra.split(',') if a]
         except ValueError as e:
             raise URIParameterError(uri, 'addresses', str(e)) from None
         tls_kw = {k[4:]: kw.pop(k) for k in SSL_PARAMS if k in kw}
+        if tls_kw.get('keyfile') and not tls_kw.get('certfile'):
+            raise ValueError(
+                'ssl_keyfile needs ssl_certfile: the certificate that '
+                'key belongs to'
+            )
         hostname = kw.pop('ssl_server_hostname', None)
         tls = None
         if tls_kw or hostname:
@@ -231,6 +252,28 @@ class ZEOURIResolver(ClientStorageURIResolver):
         if 'server_sync' in kw:
             kw['server_sync'] = bool(kw['server_sync'])
         return ZEOFactory(tuple(addresses), kw, tls, demo), unused
+
+
+#: The largest ``wait_timeout``, as for ``zeostore.connect_timeout``.
+MAX_WAIT = 300.0
+
+
+def check_values(kw: dict) -> None:
+    """Refuse ``zeo://`` values ZEO would take and misuse: a negative
+    size or poll interval, an endless or negative wait.
+
+    :raises ValueError: naming the parameter and what was expected.
+    """
+    for name, value in kw.items():
+        if name == 'wait_timeout' and not 0 <= value <= MAX_WAIT:
+            raise ValueError(
+                f'wait_timeout={value:g}: expected a number of seconds '
+                f'from 0 to {MAX_WAIT:g}'
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and (
+            value < 0
+        ):
+            raise ValueError(f'{name}={value}: expected a number >= 0')
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ PRIMARY_KEYS = ('zodb_uri', 'zodbconn.uri')
 RELSTORAGE_SCHEMES = ('postgres', 'mysql', 'oracle', 'sqlite')
 DEFAULT_APPMAKER = 'pyramid_zeostore.root.default_appmaker'
 TRUE_FALSE = 'expected true or false'
+#: the upper bound of ``zeostore.slow_request_log``: a day
+MAX_SLOW_LOG = 86400.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class ZeostoreSettings:
     databases: tuple[DatabaseSpec, ...] = ()
     appmaker: Any = DEFAULT_APPMAKER  # dotted name or callable
     connect_timeout: float = 2.0
+    #: seconds a ZEO server may take to answer one call (a load, a vote,
+    #: a ping) before the connection is dropped
+    reply_timeout: float = 10.0
     autostart: bool = False
     zeo_conf: str | None = None
     autostart_timeout: float = 30.0
@@ -114,7 +119,10 @@ class ZeostoreSettings:
         return self.databases[0] if self.databases else None
 
 
-def _float(settings: Mapping, key: str, default: float, *, low=0.0) -> float:
+def _float(
+    settings: Mapping, key: str, default: float, *, low: float = 0.0,
+    high: float | None = None,
+) -> float:
     raw = settings.get(key)
     if raw is None or str(raw).strip() == '':
         return default
@@ -122,21 +130,30 @@ def _float(settings: Mapping, key: str, default: float, *, low=0.0) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         value = math.nan
-    if not math.isfinite(value) or value < low:
-        raise Bad(key, raw, f'expected a number of seconds >= {low:g}')
+    if not math.isfinite(value) or value < low or (
+        high is not None and value > high
+    ):
+        expected = (f'from {low:g} to {high:g}' if high is not None
+                    else f'>= {low:g}')
+        raise Bad(key, raw, f'expected a number of seconds {expected}')
     return value
 
 
-def _int(settings: Mapping, key: str, default: int, *, low: int) -> int:
+def _int(
+    settings: Mapping, key: str, default: int, *, low: int,
+    high: int | None = None,
+) -> int:
     raw = settings.get(key)
     if raw is None or str(raw).strip() == '':
         return default
+    expected = (f'expected a whole number from {low} to {high}'
+                if high is not None else f'expected a whole number >= {low}')
     try:
         value = int(str(raw).strip())
     except ValueError:
-        raise Bad(key, raw, f'expected a whole number >= {low}') from None
-    if value < low:
-        raise Bad(key, raw, f'expected a whole number >= {low}')
+        raise Bad(key, raw, expected) from None
+    if value < low or (high is not None and value > high):
+        raise Bad(key, raw, expected)
     return value
 
 
@@ -163,8 +180,16 @@ def _startup(settings: Mapping, key: str, default: bool) -> bool:
         raise Bad(key, raw, 'expected true, false or strict') from None
 
 
-def _whole(low: int) -> Callable[[Mapping, str, int], int]:
-    return functools.partial(_int, low=low)
+def _whole(
+    low: int, high: int | None = None
+) -> Callable[[Mapping, str, int], int]:
+    return functools.partial(_int, low=low, high=high)
+
+
+def _seconds(
+    low: float, high: float
+) -> Callable[[Mapping, str, float], float]:
+    return functools.partial(_float, low=low, high=high)
 
 
 def _slow(settings: Mapping, key: str, default: float | None) -> float | None:
@@ -173,7 +198,7 @@ def _slow(settings: Mapping, key: str, default: float | None) -> float | None:
         return default
     if str(raw).strip().lower() in ('', 'off', 'false'):
         return None
-    return _float(settings, key, 0.0)
+    return _float(settings, key, 0.0, high=MAX_SLOW_LOG)
 
 
 def _path(settings: Mapping, key: str, default: str | None) -> str | None:
@@ -195,14 +220,15 @@ def _path(settings: Mapping, key: str, default: str | None) -> str | None:
 #: The settings read the plain way: key, ZeostoreSettings field, reader
 #: ``reader(settings, key, default)``. The default is the field's.
 READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
-    ('zeostore.connect_timeout', 'connect_timeout', _float),
+    ('zeostore.connect_timeout', 'connect_timeout', _seconds(0, 300)),
+    ('zeostore.reply_timeout', 'reply_timeout', _seconds(0.05, 3600)),
     ('zeostore.autostart', 'autostart', _bool),
-    ('zeostore.autostart_timeout', 'autostart_timeout', _float),
-    ('zeostore.retry_after', 'retry_after', _whole(0)),
+    ('zeostore.autostart_timeout', 'autostart_timeout', _seconds(0.1, 600)),
+    ('zeostore.retry_after', 'retry_after', _whole(0, 86400)),
     ('zeostore.conflict_lock', 'conflict_lock', _bool),
-    ('zeostore.retry_backoff', 'retry_backoff', _float),
-    ('zeostore.retry_backoff_max', 'retry_backoff_max', _float),
-    ('retry.attempts', 'retry_attempts', _whole(1)),
+    ('zeostore.retry_backoff', 'retry_backoff', _seconds(0, 10)),
+    ('zeostore.retry_backoff_max', 'retry_backoff_max', _seconds(0, 60)),
+    ('retry.attempts', 'retry_attempts', _whole(1, 100)),
     ('zeostore.check_on_startup', 'check_on_startup', _startup),
     ('zeostore.health_path', 'health_path', _path),
     ('zeostore.metrics', 'metrics', _bool),
@@ -289,7 +315,7 @@ def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
             'file:///path/to/Data.fs or memory://',
         )
     try:
-        return _resolve(uri)
+        factory, dbkw = _resolve(uri)
     except zodburi.NoResolverForScheme as e:
         raise _unknown_scheme(key, e.uri) from None
     except zodburi.UnknownDatabaseKeywords as e:
@@ -304,6 +330,15 @@ def resolve(key: str, uri: str) -> tuple[Callable[..., Any], dict]:
         raise Bad(
             key, mask_password(uri), f'expected a valid database URI ({e})'
         ) from None
+    for name in zodburi.CONNECTION_PARAMETERS:
+        value = dbkw.get(name)
+        low = 1 if name == 'pool_size' else 0
+        if isinstance(value, (int, float)) and value < low:
+            raise Bad(
+                key, mask_password(uri),
+                f'expected connection_{name} >= {low}, not {value}',
+            )
+    return factory, dbkw
 
 
 #: ``demo:(base URI)/(changes URI)#DB keywords``, as zodburi spells it
@@ -459,7 +494,14 @@ def _database_specs(settings: Mapping) -> tuple[DatabaseSpec, ...]:
 def _lock_file(settings: Mapping, primary: DatabaseSpec | None) -> str:
     configured = settings.get('zeostore.lock_file')
     if configured:
-        return str(configured)
+        path = str(configured).strip()
+        if os.path.isdir(path) or path.endswith('/'):
+            raise Bad(
+                'zeostore.lock_file', configured,
+                'expected the path of a file (in a folder this user may '
+                'write), not a folder',
+            )
+        return path
     if primary is not None and primary.is_zeo:
         address = primary.zeo.addresses[0]
         if isinstance(address, str):
@@ -556,4 +598,11 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
     values['lock_file'] = _lock_file(
         settings, databases[0] if databases else None
     )
+    if values['prometheus_path'] and (
+        values['prometheus_path'] == values['health_path']
+    ):
+        raise Bad(
+            'zeostore.prometheus_path', values['prometheus_path'],
+            'expected a path other than zeostore.health_path',
+        )
     return ZeostoreSettings(**values)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pyramid.settings import aslist
 
 from ..exceptions import ZeostoreConfigurationError as Bad
-from ..settings import BYTE_UNITS, BYTES, _bool, _float, _whole
+from ..settings import BYTE_UNITS, BYTES, _bool, _seconds, _whole
 
 ANONYMOUS = ('read', 'none')
 #: The shortest ``zeostore.secret`` accepted (characters).
@@ -157,14 +157,14 @@ READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ('zeostore.secret', 'secret', _secret),
     ('zeostore.secret_file', 'secret_file', _text),
     ('zeostore.secure_cookies', 'secure_cookies', _bool),
-    ('zeostore.session_timeout', 'session_timeout', _whole(60)),
+    ('zeostore.session_timeout', 'session_timeout', _whole(60, 31 * 86400)),
     ('zeostore.trusted_origins', 'trusted_origins', _origins),
     ('zeostore.trusted_hosts', 'trusted_hosts', _hosts),
     ('zeostore.max_body', 'max_body', _bytes),
     ('zeostore.max_value', 'max_value', _bytes),
     ('zeostore.large_value', 'large_value', _bytes),
-    ('zeostore.login_attempts', 'login_attempts', _whole(1)),
-    ('zeostore.login_window', 'login_window', _float),
+    ('zeostore.login_attempts', 'login_attempts', _whole(1, 1000)),
+    ('zeostore.login_window', 'login_window', _seconds(0, 86400)),
 )
 
 

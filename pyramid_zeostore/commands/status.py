@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     timeout = (
         settings.connect_timeout if args.timeout is None else args.timeout
     )
-    databases = Databases(settings.databases, timeout)
+    # A server that connects but does not answer is down too.
+    databases = Databases(settings.databases, timeout, max(timeout, 0.05))
     # The reason a server is down is printed below; not twice.
     try:
         with quiet_logger():

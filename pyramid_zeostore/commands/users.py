@@ -79,7 +79,10 @@ def _change(args: argparse.Namespace, change: Any) -> Any:
     settings = load_settings(args)
     if settings.primary is None:
         raise CommandError('the ini configures no database (zodb_uri)', 2)
-    databases = Databases(settings.databases[:1], settings.connect_timeout)
+    databases = Databases(
+        settings.databases[:1], settings.connect_timeout,
+        settings.reply_timeout,
+    )
     found = []
     try:
         bootstrap(databases.get(''), lambda root: found.append(change(root)))

@@ -11,6 +11,7 @@ from pyramid_retry import IRetryableError
 from pyramid_zeostore import exceptions
 from pyramid_zeostore.exceptions import (
     CommandError,
+    CommitOutcomeUnknown,
     DatabaseUnavailable,
     FolderKeyError,
     InvalidName,
@@ -28,7 +29,7 @@ ALL = [
 
 
 def test_every_error_is_a_zeostore_error():
-    assert len(ALL) == 9
+    assert len(ALL) == 10
     assert all(issubclass(kind, ZeostoreError) for kind in ALL)
 
 
@@ -62,6 +63,17 @@ def test_a_zeo_outage_names_runzeo_and_the_timeout():
     probed = DatabaseUnavailable('cat', '/s', 1.5, 'refused')
     assert str(probed).startswith("database 'cat' is unavailable")
     assert 'runzeo' not in str(probed) and str(probed).endswith(': refused')
+
+
+def test_a_commit_that_did_not_come_back_is_not_retried():
+    exc = CommitOutcomeUnknown('', '/var/zeo.sock', 10.0, 'no answer')
+    assert isinstance(exc, DatabaseUnavailable)
+    assert exc.may_have_saved and not DatabaseUnavailable.may_have_saved
+    assert not IRetryableError.providedBy(exc)
+    assert str(exc) == (
+        'a commit to the primary database at /var/zeo.sock may or may not '
+        'have been saved: no answer'
+    )
 
 
 def test_a_sql_server_outage_does_not_speak_of_zeo():

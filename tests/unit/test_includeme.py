@@ -58,13 +58,40 @@ def test_includeme_registers_and_opens_nothing():
     assert settings['tm.manager_hook'] is pyramid_tm.explicit_manager
 
 
-def test_includeme_without_uri_registers_no_databases():
-    config = Configurator(settings={})
-    config.include('pyramid_zeostore')
-    config.commit()
+def test_includeme_without_uri_fails_at_include():
+    config = Configurator(settings={'zeostore.autostart': 'true',
+                                    'zeostore.zeo_conf': __file__})
+    with pytest.raises(ConfigurationError) as info:
+        config.include('pyramid_zeostore')
+    assert info.value.key == 'zodb_uri'
+    assert 'zodb_uri = zeo://' in str(info.value)
+    # nothing was set up, so autostart cannot run
     assert config.registry.queryUtility(IDatabases) is None
+
+
+def test_get_databases_without_the_include_says_what_to_do():
+    config = Configurator(settings={})
+    config.commit()
     with pytest.raises(ConfigurationError, match='set zodb_uri'):
         get_databases(config.registry)
+
+
+@pytest.mark.parametrize('key', [
+    'zeostore.appmaker', 'tm.manager_hook', 'tm.commit_veto',
+    'tm.activate_hook', 'retry.activate_hook',
+])
+@pytest.mark.parametrize('value, words', [
+    ('no_such_module.maker', 'ModuleNotFoundError'),
+    ('pyramid_zeostore:no_such_name', "has no attribute 'no_such_name'"),
+    ('pyramid_zeostore.__doc__', 'expected the dotted name of a callable'),
+])
+def test_a_dotted_name_setting_that_does_not_import_names_its_key(
+    key, value, words
+):
+    with pytest.raises(ConfigurationError) as info:
+        make_config(**{key: value})
+    assert info.value.key == key
+    assert str(info.value).startswith(key + ':') and words in str(info.value)
 
 
 def test_bad_setting_fails_at_include():
@@ -94,7 +121,8 @@ def test_double_registration_conflicts():
 
 
 def test_appmaker_must_be_callable():
-    config = make_config(**{'zeostore.appmaker': 'pyramid_zeostore.__doc__'})
+    config = make_config()
+    config.set_zodb_appmaker('pyramid_zeostore.__doc__')
     with pytest.raises(ConfigurationError, match='zeostore.appmaker'):
         config.commit()
 

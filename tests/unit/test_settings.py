@@ -164,7 +164,7 @@ def test_parse_address():
         (
             {'zodb_uri': 'memory://', 'retry.attempts': '0'},
             'retry.attempts',
-            '>= 1',
+            'from 1 to 100',
         ),
         (
             {'zodb_uri': 'memory://', 'zeostore.connect_timeout': '-1'},
