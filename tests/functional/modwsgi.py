@@ -31,6 +31,7 @@ failure when ``CI=true``.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import grp
 import hashlib
 import os
@@ -41,7 +42,9 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 
 from pyramid_zeostore import zeoserver
 from pyramid_zeostore.testing import ZEOProcess
@@ -380,7 +383,7 @@ class ModWSGIServer:
 
     def __init__(self, venv: str, directory: str, script: str, port: int,
                  python_path: str, env: dict, processes: int = 3,
-                 threads: int = 2) -> None:
+                 threads: int = 2, args: Sequence[str] = ()) -> None:
         self.venv = venv
         self.directory = directory
         self.server_root = os.path.join(directory, 'apache')
@@ -391,6 +394,8 @@ class ModWSGIServer:
         self.env = env
         self.processes = processes
         self.threads = threads
+        #: more ``start-server`` options, e.g. ``--maximum-requests 20``
+        self.args = list(args)
         self.output = os.path.join(directory, 'mod_wsgi-express.out')
         self.error_log_path = os.path.join(self.server_root, 'error_log')
         self.proc: subprocess.Popen | None = None
@@ -413,6 +418,7 @@ class ModWSGIServer:
             '--working-directory', self.directory,
             '--locale', 'C.UTF-8',
             '--log-level', 'info',
+            *self.args,
         ]
 
     def stop_command(self) -> list[str]:
@@ -515,12 +521,14 @@ class ModWSGIServer:
         self.proc = None
         return left
 
-    def error_log(self) -> str:
+    def error_log(self, limit: int | None = 12000) -> str:
+        """The tail of Apache's error log (``limit=None``: all of it)."""
         try:
-            with open(self.error_log_path) as f:
-                return f.read()[-12000:]
+            with open(self.error_log_path, errors='replace') as f:
+                text = f.read()
         except OSError:
             return '(no error_log)'
+        return text[-limit:] if limit else text
 
     def logs(self) -> str:
         try:
@@ -532,6 +540,125 @@ class ModWSGIServer:
             f'--- mod_wsgi-express output ---\n{out}\n'
             f'--- {self.error_log_path} ---\n{self.error_log()}'
         )
+
+
+class DaemonWatch:
+    """Which daemon processes of a :class:`ModWSGIServer` were alive, and
+    when: polls ``server.daemons()`` every ``interval`` seconds in a thread
+    until :meth:`stop` (or ``limit`` seconds), and records each pid's first
+    and last sighting (``time.monotonic()``), and the Apache master pids
+    seen."""
+
+    def __init__(self, server: ModWSGIServer, interval: float = 0.05,
+                 limit: float = 600.0) -> None:
+        self.server = server
+        self.interval = interval
+        self.limit = limit
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.masters: set[int | None] = set()
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> set[int]:
+        """Look now; the live daemon pids."""
+        live = self.server.daemons()
+        master = self.server.master_pid
+        now = time.monotonic()
+        with self._lock:
+            self.masters.add(master if master and _alive(master) else None)
+            for pid in live:
+                self.first.setdefault(pid, now)
+                self.last[pid] = now
+        return live
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.limit
+        while not self._halt.is_set() and time.monotonic() < end:
+            self.poll()
+            self._halt.wait(self.interval)
+
+    def start(self) -> DaemonWatch:
+        self.poll()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._thread.join(self.interval + 30)
+
+    def seen(self) -> set[int]:
+        """Every daemon pid seen so far."""
+        with self._lock:
+            return set(self.first)
+
+    def born_after(self, when: float) -> set[int]:
+        """Daemons first seen after ``when``."""
+        with self._lock:
+            return {p for p, t in self.first.items() if t > when}
+
+
+def log_pids(log: str, marker: str) -> set[int]:
+    """The pids of the Apache error-log lines containing ``marker``
+    (``[pid 123:tid 456]``: the process that wrote the line)."""
+    found = set()
+    for line in log.splitlines():
+        if marker not in line or '[pid ' not in line:
+            continue
+        digits = line.split('[pid ', 1)[1].split(':', 1)[0]
+        if digits.isdigit():
+            found.add(int(digits))
+    return found
+
+
+#: the error-log lines of a daemon process's life, as mod_wsgi (4.9 to
+#: 6.x) writes them at ``--log-level info``
+LIFE_EVENTS = {
+    'start': 'Starting daemon process',
+    # the first request handed to the daemon (its script was preloaded)
+    'first_request': 'Application startup timer started',
+    # its first request past ``maximum-requests`` (graceful or not)
+    'count': 'Maximum requests reached',
+    'shutdown': 'Shutdown requested for daemon process',
+    'exit': 'Exiting daemon process',
+}
+
+
+def _log_time(line: str) -> float | None:
+    """The epoch seconds of an error-log line ``[Fri Dec 04 08:00:03.27
+    2026] ...``."""
+    if not line.startswith('['):
+        return None
+    try:
+        stamp = datetime.datetime.strptime(
+            line[1:line.index(']')], '%a %b %d %H:%M:%S.%f %Y'
+        )
+    except ValueError:
+        return None
+    return stamp.timestamp()
+
+
+def daemon_lives(log: str) -> dict[int, dict[str, float]]:
+    """{daemon pid: {event: epoch seconds of its first line}} from Apache's
+    error log: the events of :data:`LIFE_EVENTS`, and ``died`` (the
+    master noticed the exit and starts a replacement)."""
+    lives: dict[int, dict[str, float]] = {}
+    for line in log.splitlines():
+        if '(pid=' in line and ') has died' in line:
+            digits = line.split('(pid=', 1)[1].split(')', 1)[0]
+            event = 'died'
+        else:
+            event = next(
+                (e for e, m in LIFE_EVENTS.items() if m in line), None
+            )
+            if event is None or '[pid ' not in line:
+                continue
+            digits = line.split('[pid ', 1)[1].split(':', 1)[0]
+        when = _log_time(line)
+        if digits.isdigit() and when is not None:
+            lives.setdefault(int(digits), {}).setdefault(event, when)
+    return lives
 
 
 def web_env(directory: str, **extra) -> dict:
