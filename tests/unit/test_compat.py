@@ -256,3 +256,190 @@ def test_server_exceptions_are_read():
         ServerException('a.B', 'text')) == ('B', 'text')
     assert compat.server_exception(ValueError('a', 'b')) is None
     assert compat.server_exception(ServerException('one')) is None
+
+
+# -- ZEO: replies bounded (zeostore.reply_timeout) ----------------------------
+
+
+def test_zeo_runs_every_synchronous_call_through_io_call():
+    """``ClientRunner.io_call(coro, wait=True)`` waits on a future that has
+    ``result(timeout)``; ``ClientIO`` has the ``protocol`` to close and
+    ``disconnected`` to call; ``ClientStorage._server`` is the runner."""
+    from ZEO.asyncio import client as zeo_client
+    from ZEO.asyncio.futures import ConcurrentFuture
+
+    source = inspect.getsource(zeo_client.ClientRunner.setup_delegation)
+    assert 'def io_call(coro, wait=True):' in source
+    assert 'self.loop = loop' in source and 'self.client = client' in source
+    assert 'timeout' in inspect.signature(ConcurrentFuture.result).parameters
+    assert 'protocol' in inspect.signature(
+        zeo_client.ClientIO.disconnected).parameters
+    for name in ('call', 'load_before', 'tpc_finish'):
+        assert 'self.io_call(' in inspect.getsource(
+            getattr(zeo_client.ClientRunner, name))
+    assert 'self._server = _client_factory(' in inspect.getsource(
+        ClientStorage.__init__)
+
+
+class Protocol:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class IO:
+    def __init__(self):
+        self.protocol = Protocol()
+        self.operational = True
+        self.dropped = []
+
+    def disconnected(self, protocol):
+        self.dropped.append(protocol)
+        self.protocol = None
+        self.operational = False
+
+
+class Loop:
+    """Runs what is handed to the IO thread at once, in this thread."""
+
+    closed = False
+
+    def call_soon_threadsafe(self, fn, *args):
+        fn(*args)
+
+    def is_closed(self):
+        return self.closed
+
+
+class Future:
+    """A ZEO ConcurrentFuture that never answers (``answer`` None)."""
+
+    def __init__(self, answer=None, late=False):
+        self.answer = answer
+        self.late = late  # done, but only after the wait timed out
+        self.waited = []
+        self.callbacks = []
+
+    def result(self, timeout=None):
+        self.waited.append(timeout)
+        if self.answer is None or self.late and len(self.waited) == 1:
+            import asyncio
+
+            raise asyncio.TimeoutError()
+        return self.answer
+
+    def done(self):
+        return self.late
+
+    def add_done_callback(self, fn):
+        self.callbacks.append(fn)
+
+
+class Runner:
+    def __init__(self, future):
+        self.future = future
+        self.client = IO()
+        self.loop = Loop()
+        self.timeout = 2.0
+        self.calls = []
+
+    def io_call(self, coro, wait=True):
+        self.calls.append((coro, wait))
+        return self.future
+
+
+def bounded(future, timeout=0.5):
+    runner = Runner(future)
+    client = type('Client', (), {})()
+    client._server = runner
+    assert compat.bound_replies(client, timeout)
+    return runner
+
+
+def test_an_answer_in_time_is_returned():
+    runner = bounded(Future('answer'))
+    assert runner.io_call('coro') == 'answer'
+    assert runner.calls == [('coro', False)]
+    assert runner.future.waited == [0.5]
+    assert runner.client.dropped == []
+
+
+def test_a_call_without_waiting_gets_the_future():
+    future = Future()
+    runner = bounded(future)
+    assert runner.io_call('coro', wait=False) is future
+    assert future.waited == []
+
+
+def test_no_answer_in_time_drops_the_connection():
+    from ZEO.Exceptions import ClientDisconnected
+
+    runner = bounded(Future())
+    protocol = runner.client.protocol
+    with pytest.raises(compat.ReplyTimeout) as info:
+        runner.io_call('coro')
+    assert isinstance(info.value, ClientDisconnected)  # retried
+    assert str(info.value) == (
+        'the ZEO server did not answer within 0.5s '
+        '(zeostore.reply_timeout): connection dropped'
+    )
+    assert protocol.closed and runner.client.dropped == [protocol]
+    # its outcome is taken when it comes: ZEO logs no "never retrieved"
+    retrieved = []
+    failed = type('F', (), {'exception': lambda self: retrieved.append(1)})
+    [callback] = runner.future.callbacks
+    callback(failed())
+    assert retrieved == [1]
+
+
+def test_while_disconnected_the_wait_for_a_connection_comes_first():
+    runner = bounded(Future())
+    runner.client.protocol = None
+    with pytest.raises(compat.ReplyTimeout, match='within 2.5s'):
+        runner.io_call('coro')
+    assert runner.future.waited == [2.5]  # ZEO's wait_timeout + the reply
+    assert runner.client.dropped == []  # nothing to drop
+
+
+def test_a_shorter_bound_only_stops_waiting():
+    runner = bounded(Future())
+    with compat.replies_within(0.1):
+        with compat.replies_within(0.3):  # the shorter one holds
+            with pytest.raises(compat.ReplyTimeout) as info:
+                runner.io_call('coro')
+    assert runner.future.waited == [0.1]
+    assert str(info.value) == 'the ZEO server did not answer within 0.1s'
+    assert not runner.client.protocol.closed
+    assert runner.future.callbacks  # taken all the same
+    assert getattr(compat._bound, 'seconds', None) is None
+
+
+def test_a_longer_bound_changes_nothing():
+    runner = bounded(Future())
+    with compat.replies_within(5.0):
+        with pytest.raises(compat.ReplyTimeout, match='connection dropped'):
+            runner.io_call('coro')
+    assert runner.future.waited == [0.5]
+
+
+def test_an_answer_just_after_the_bound_is_taken():
+    runner = bounded(Future('late answer', late=True))
+    assert runner.io_call('coro') == 'late answer'
+    assert runner.client.dropped == []
+
+
+def test_a_closed_loop_is_not_called():
+    runner = bounded(Future())
+    runner.loop.closed = True
+    with pytest.raises(compat.ReplyTimeout):
+        runner.io_call('coro')
+    assert runner.client.dropped == [] and runner.future.callbacks == []
+
+
+def test_a_zeo_of_another_shape_is_reported(caplog):
+    client = type('Client', (), {})()
+    client._server = type('Runner', (), {'io_call': lambda *a: None})()
+    with caplog.at_level(logging.ERROR, 'pyramid_zeostore.compat'):
+        assert not compat.bound_replies(client, 1.0)
+    assert 'holds requests for good' in caplog.text

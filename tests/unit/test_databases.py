@@ -92,3 +92,126 @@ def test_other_refusals_name_the_key_and_the_reason(
     error = databases.refused_registration(dbs.spec(''))
     assert isinstance(error, ConfigurationError)
     assert error.key == 'zodb_uri' and expected in str(error)
+
+
+# -- a commit that does not come back -----------------------------------------
+
+
+class Client:
+    """A ZEO ClientStorage's commit methods, failing as told."""
+
+    def __init__(self, vote=None, finish=None, connected=True):
+        self.vote_error, self.finish_error = vote, finish
+        self.connected = connected
+        self.aborts = []
+
+    def is_connected(self):
+        return self.connected
+
+    def tpc_vote(self, txn):
+        if self.vote_error:
+            raise self.vote_error
+        return 'voted'
+
+    def tpc_finish(self, txn, f=None):
+        if self.finish_error:
+            raise self.finish_error
+        return 'tid'
+
+    def tpc_abort(self, txn, timeout=None):
+        self.aborts.append(timeout)
+
+
+def guarded(**kw):
+    from pyramid_zeostore.databases import guard_commit
+
+    client = Client(**kw)
+    spec = Databases.from_uri('memory://').spec('')
+    guard_commit(client, spec, 1.5)
+    return client
+
+
+def test_a_commit_that_comes_back_is_untouched():
+    client = guarded()
+    assert client.tpc_vote('t') == 'voted'
+    assert client.tpc_finish('t', None) == 'tid'
+
+
+def test_a_vote_or_finish_cut_off_may_have_saved(caplog):
+    from ZEO.Exceptions import ClientDisconnected
+
+    from pyramid_zeostore.compat import ReplyTimeout
+    from pyramid_zeostore.exceptions import CommitOutcomeUnknown
+
+    for client, call in (
+        (guarded(vote=ReplyTimeout('no answer')), 'tpc_vote'),
+        (guarded(finish=ReplyTimeout('no answer')), 'tpc_finish'),
+        (guarded(finish=ClientDisconnected('lost')), 'tpc_finish'),
+    ):
+        with pytest.raises(CommitOutcomeUnknown) as info:
+            getattr(client, call)('t')
+        assert info.value.may_have_saved
+        assert str(info.value).startswith(
+            'a commit to the primary database at memory:// may or may not '
+            'have been saved: '
+        )
+    assert caplog.text.count('may or may not have been saved') == 3
+
+
+def test_a_vote_that_lost_its_connection_is_retried():
+    """The server aborts a transaction whose client left before the
+    finish: a plain ClientDisconnected, which pyramid_retry retries."""
+    from ZEO.Exceptions import ClientDisconnected
+
+    from pyramid_zeostore.exceptions import CommitOutcomeUnknown
+
+    client = guarded(vote=ClientDisconnected('lost'))
+    with pytest.raises(ClientDisconnected) as info:
+        client.tpc_vote('t')
+    assert not isinstance(info.value, CommitOutcomeUnknown)
+
+
+def test_an_abort_while_disconnected_does_not_wait():
+    from pyramid_zeostore.databases import ABORT_WAIT
+
+    client = guarded()
+    client.tpc_abort('t')
+    client.connected = False
+    client.tpc_abort('t')
+    client.tpc_abort('t', timeout=9)  # a caller's own stands
+    assert client.aborts == [None, ABORT_WAIT, 9]
+
+
+# -- why a server does not answer: one probe for a while -----------------------
+
+
+def test_one_diagnosis_stands_for_a_while(monkeypatch):
+    from pyramid_zeostore import databases as module
+    from pyramid_zeostore import resolvers
+
+    probes = []
+
+    def diagnose(self, timeout):
+        probes.append(timeout)
+        return f'reason {len(probes)}'
+
+    monkeypatch.setattr(resolvers.ZEOFactory, 'diagnose', diagnose)
+    dbs = Databases.from_uri('zeo:///no/such/dir/zeo.sock')
+    now = [100.0]
+    monkeypatch.setattr(module.time, 'monotonic', lambda: now[0])
+    assert dbs.unavailable('').reason == 'reason 1'
+    now[0] += module.DIAGNOSIS_TTL - 0.1
+    assert dbs.unavailable('', 0.3).reason == 'reason 1'
+    now[0] += 0.2
+    assert dbs.unavailable('', 0.3).reason == 'reason 2'
+    assert probes == [module.PROBE_TIMEOUT, 0.3]
+    # connected again: the next outage is diagnosed afresh
+    dbs._clients[''] = type('C', (), {'is_connected': lambda self: True})()
+    dbs._dbs[''] = object()
+    dbs._pid = module.os.getpid()
+    assert dbs.wait_connected('', 0.0)
+    assert dbs.unavailable('').reason == 'reason 3'
+    # no time left: no probe
+    dbs._reasons.clear()
+    assert dbs.unavailable('', 0.0).reason is None
+    assert len(probes) == 3
