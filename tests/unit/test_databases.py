@@ -182,7 +182,7 @@ def test_an_abort_while_disconnected_does_not_wait():
     assert client.aborts == [None, ABORT_WAIT, 9]
 
 
-# -- why a server does not answer: one probe for a while -----------------------
+# -- why a server does not answer: one probe for a while ----------------------
 
 
 def test_one_diagnosis_stands_for_a_while(monkeypatch):
