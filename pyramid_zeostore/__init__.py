@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
+import ZConfig
 from pyramid.config import PHASE1_CONFIG, PHASE2_CONFIG, PHASE3_CONFIG
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
@@ -261,7 +262,13 @@ def check_dotted(config: Configurator, settings: Any) -> None:
 
 
 def _autostart(parsed: ZeostoreSettings) -> None:
-    conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
+    try:
+        conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
+    except (ZConfig.ConfigurationError, ValueError) as e:
+        raise ZeostoreConfigurationError(
+            'zeostore.zeo_conf', parsed.zeo_conf,
+            f'expected a zeo.conf that runzeo reads ({e})',
+        ) from None
     pid = zeoserver.ensure_server(
         conf, parsed.autostart_timeout, parsed.socket_mode, parsed.socket_group
     )

@@ -175,9 +175,25 @@ def parse_address(text: str) -> str | tuple[str, int]:
     if text.startswith('/'):
         return os.path.normpath(text)
     split = urlsplit('//' + text)
-    if split.hostname is None or split.port is None:
-        raise ValueError(f'expected host:port or /path/to/socket: {text!r}')
-    return (split.hostname, split.port)
+    try:
+        port = split.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if split.hostname is None or not port:
+        raise ValueError(
+            f'expected host:port (port 1 to 65535) or /path/to/socket: '
+            f'{text!r}'
+        )
+    return (split.hostname, port)
+
+
+#: ``zeo://`` parameters that are true or false (zodburi reads any whole
+#: number as true).
+BOOL_PARAMS = frozenset((
+    'read_only', 'read_only_fallback', 'shared_blob_dir', 'server_sync',
+    'wait', 'demostorage', 'drop_cache_rather_verify',
+))
+BOOLS = frozenset(('0', '1', 'true', 'false', 'yes', 'no', 'on', 'off'))
 
 
 class ZEOURIResolver(ClientStorageURIResolver):
@@ -205,10 +221,22 @@ class ZEOURIResolver(ClientStorageURIResolver):
 
     def __call__(self, uri: str) -> tuple[Callable[..., Any], dict]:
         split = urlsplit(uri.replace('zeo://', 'http://', 1))
-        raw = dict(parse_qsl(split.query))
+        raw = dict(parse_qsl(split.query, keep_blank_values=True))
         for name, fix in REMOVED.items():
             if name in raw:
                 raise URIParameterError(uri, name, fix)
+        for name, value in raw.items():
+            if not value.strip():
+                # Dropped, it would change the meaning: ssl_cafile= would
+                # connect without TLS.
+                raise URIParameterError(
+                    uri, name, 'expected a value (leave the parameter out '
+                    'for its default)'
+                )
+            if name in BOOL_PARAMS and value.strip().lower() not in BOOLS:
+                raise URIParameterError(
+                    uri, name, f'expected true or false, not {value!r}'
+                )
         try:
             kw, unused = self.interpret_kwargs(raw)
         except ValueError as e:

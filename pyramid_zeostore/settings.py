@@ -37,6 +37,8 @@ DEFAULT_APPMAKER = 'pyramid_zeostore.root.default_appmaker'
 TRUE_FALSE = 'expected true or false'
 #: the upper bound of ``zeostore.slow_request_log``: a day
 MAX_SLOW_LOG = 86400.0
+#: The largest user or group id (POSIX: 32 bits, the last one reserved).
+MAX_ID = 2**32 - 2
 
 
 @dataclass(frozen=True)
@@ -251,8 +253,10 @@ def _socket_group(settings: Mapping) -> int | None:
     if raw is None or str(raw).strip() == '':
         return None
     text = str(raw).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         gid = int(text)
+        if gid > MAX_ID:
+            raise Bad(key, raw, f'expected a group id from 0 to {MAX_ID}')
     else:
         try:
             gid = grp.getgrnam(text).gr_gid
@@ -285,7 +289,9 @@ def _socket_mode(settings: Mapping, group: int | None) -> int:
         text = str(raw).strip().lower()
         text = text[2:] if text.startswith('0o') else text
         try:
-            mode = int(text, 8) if text.isdigit() else -1
+            mode = (
+                int(text, 8) if text.isascii() and text.isdigit() else -1
+            )
         except ValueError:  # 8 or 9
             mode = -1
     if not 0 <= mode <= 0o777 or mode & 0o007 or mode & 0o600 != 0o600:

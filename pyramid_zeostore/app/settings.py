@@ -83,7 +83,7 @@ def _bytes(settings: Mapping, key: str, default: int) -> int:
     match = BYTES.match(text)
     if match and int(match.group(1)) > 0:
         return int(match.group(1)) * BYTE_UNITS[match.group(2)]
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and int(text) > 0:
         return int(text)
     raise Bad(key, raw, 'expected a size in bytes such as 1048576 or 1mb')
 
@@ -135,8 +135,8 @@ def _origins(settings: Mapping, key: str, default: tuple) -> tuple:
 
 def _hosts(settings: Mapping, key: str, default: tuple) -> tuple:
     raw = settings.get(key)
-    if raw is None:
-        return default
+    if raw is None or not str(raw).strip():
+        return default  # as for every other key: empty is the default
     hosts = tuple(h.lower().strip('[]') for h in aslist(raw))
     for host in hosts:
         if not host or any(c in host for c in '/#?@ ') or (
