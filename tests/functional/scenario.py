@@ -380,6 +380,7 @@ class Scenario:
         zeo_address=None,
         *,
         file_storage: str | None = None,
+        storage=None,
         pids=(),
         min_connections: int = 0,
         allow_503: bool = False,
@@ -391,7 +392,8 @@ class Scenario:
 
         Reads through a fresh ZEO client of ``zeo_address`` (a socket path
         or ``(host, port)``), or, once the server has stopped, from the
-        ``file_storage`` data file itself (read-only). ``pids``: processes
+        ``file_storage`` data file itself (read-only), or from ``storage``
+        (a storage of another backend, closed here). ``pids``: processes
         that each must have answered; ``min_connections``: ZEO clients the
         server must count besides this checker (one per serving process);
         ``allow_503``: an outage is part of the test (other 5xx never
@@ -401,7 +403,11 @@ class Scenario:
         problems = result.problems
         del problems[:]
         result.expected_pids = set(pids)
-        if file_storage is not None:
+        if storage is not None:
+            from ZODB import DB
+
+            db = DB(storage)
+        elif file_storage is not None:
             from ZODB import DB
             from ZODB.FileStorage import FileStorage
 
@@ -411,7 +417,7 @@ class Scenario:
 
             db = ZEO.DB(zeo_address, wait_timeout=timeout)
         try:
-            if file_storage is None:
+            if file_storage is None and storage is None:
                 status = db.storage.server_status()
                 result.zeo_connections = status['connections'] - 1
             conn = db.open()
