@@ -19,8 +19,10 @@ is the stopped server's own timer: a statement that was running is
 cancelled only after SIGCONT, which RelStorage takes for a disconnection
 and reconnects. ``connect_timeout`` bounds only a *new* connection (to a
 stopped postmaster: ``timeout expired`` after 2 s). So every request in
-flight, and ``/@@health``, waits for the whole stop, and all of them
-complete by themselves right after SIGCONT.
+flight waits for the whole stop, and all of them complete by themselves
+right after SIGCONT. ``/@@health`` bounds its own query (probe.within),
+but here waits for one of waitress's threads, which the stuck requests
+hold.
 
 Checked: after SIGCONT every request completes, with 2xx or 503 (no 500,
 no connection error; the client's timeout is longer than the stop); the

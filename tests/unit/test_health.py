@@ -161,3 +161,55 @@ def test_an_empty_storage_has_nolast_transaction():
             return z64
 
     assert last_transaction(DB()) is None
+
+
+def test_a_sql_server_that_does_not_answer_is_down_within_the_bound():
+    """RelStorage (an IMVCCStorage) asks its server for the last
+    transaction; one that does not answer is reported down, not waited
+    for (the query ends in its own thread when it answers)."""
+    import threading
+
+    from ZODB.interfaces import IMVCCStorage
+    from zope.interface import directlyProvides
+
+    from pyramid_zeostore import Databases
+
+    answer = threading.Event()
+    asked = []
+
+    class Instance:
+        def lastTransaction(self):
+            asked.append(1)
+            answer.wait(30)
+            return b'\0' * 8
+
+        def release(self):
+            pass
+
+    class Storage:
+        def new_instance(self):
+            return Instance()
+
+    storage = Storage()
+    directlyProvides(storage, IMVCCStorage)
+    db = type('DB', (), {'storage': storage})()
+    databases = Databases(parse_settings({'zodb_uri': 'memory://'}).databases)
+    databases.get = lambda name='': db
+    databases.wait_connected = lambda name, deadline: True
+    try:
+        (health,) = check(databases, 0.05)
+    finally:
+        answer.set()
+    assert asked == [1]
+    assert not health.connected
+    assert health.error.startswith(
+        'TimeoutError: the database server did not answer within 0.0'
+    )
+
+
+def test_a_probe_within_its_bound_gives_the_answer_or_the_error():
+    from pyramid_zeostore.probe import within
+
+    assert within(lambda: 42, 5.0) == 42
+    with pytest.raises(KeyError):
+        within(lambda: {}['x'], 5.0)
