@@ -165,10 +165,13 @@ def test_zeo_stopped_under_load(
     answered_during = [c for c in during if c.end < continued_at]
     refused = [c for c in result.calls if c.status == 503]
     uncertain = [c for c in refused if 'may or may not' in (c.message or '')]
+    # asked and answered while it was stopped (on waitress a health request
+    # may queue behind the clients' for a few seconds, so count by both ends
+    # but ask for fewer than fit in the stop)
     health_during = [
         a for a in health.answers
         if stopped_at + CONNECT_TIMEOUT + REPLY_TIMEOUT < a[0]
-        and a[0] + a[1] < continued_at - 1
+        and a[0] + a[1] < continued_at
     ]
     note(record_property, f'sigstop_{kind}_figures', {
         **figures(result),
@@ -200,7 +203,7 @@ def test_zeo_stopped_under_load(
     assert max(c.seconds for c in during) < HANG_BOUND, result.summary()
     assert refused and all(c.retry_after == RETRY_AFTER for c in refused)
     # the health check saw it down, each time within its bound
-    assert len(health_during) >= 3, health.answers
+    assert len(health_during) >= 2, health.answers
     assert all(a[2] == 503 and a[3].get('down') == ['']
                for a in health_during), health_during
     assert max(a[1] for a in health.answers) < HANG_BOUND, health.answers
