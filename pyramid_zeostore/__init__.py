@@ -144,8 +144,10 @@ def includeme(config: Configurator) -> None:
     check_dotted(config, settings)
     # Coerced values go back for pyramid_retry / pyramid_tm to read.
     settings['retry.attempts'] = parsed.retry_attempts
-    # An explicit manager per request; fast reads use the thread's.
-    settings.setdefault('tm.manager_hook', 'pyramid_tm.explicit_manager')
+    # An explicit manager per routed request (fast reads use their
+    # thread's); the thread's transaction.manager outside the router.
+    settings.setdefault('tm.manager_hook',
+                        'pyramid_zeostore.request.manager_hook')
     config.include('pyramid_tm')
     config.include('pyramid_retry')
 

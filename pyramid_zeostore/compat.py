@@ -294,9 +294,13 @@ def current_transaction(tm: Any) -> Any:
     """``tm``'s transaction if one is under way, else None, without
     making one (``get()`` makes one on a non-explicit manager).
 
-    transaction 5.1: ``TransactionManager._txn``.
+    transaction 5.1: ``TransactionManager._txn``; the thread's manager
+    (``transaction.manager``) keeps its own as ``.manager``.
     """
-    return tm._txn
+    try:
+        return tm._txn
+    except AttributeError:  # a ThreadTransactionManager
+        return tm.manager._txn
 
 
 def has_joined(txn: Any) -> bool:

@@ -22,6 +22,7 @@ from pyramid.exceptions import ConfigurationError
 from transaction.interfaces import NoTransaction
 from zope.interface import implementedBy, implementer
 
+from . import compat
 from .environ import (
     DEADLINE,
     EXCLUSIVE,
@@ -233,7 +234,16 @@ def _primary(request: Request) -> Connection:
             if name:  # the primary's wait is behind us
                 wait_available(request, name, databases)
         databases.sync_all()
-    conn = request.__dict__[CONN] = db.open(transaction_manager=request.tm)
+    tm = request.tm
+    if (
+        getattr(tm, 'explicit', False)
+        and 'tm.active' not in request.environ
+        and compat.current_transaction(tm) is None
+    ):
+        # Outside pyramid_tm (a script's or test's request) on an explicit
+        # manager nobody began: begin it, or the first load fails.
+        tm.begin()
+    conn = request.__dict__[CONN] = db.open(transaction_manager=tm)
     listeners.notify(ZODBConnectionOpened, conn, request)
     request.add_finished_callback(_close)
     return conn

@@ -37,6 +37,12 @@ WROTE = 'zeostore.safe_method_wrote'
 #: the request's :class:`~pyramid_zeostore.metrics.RequestMetrics`
 METRICS = 'zeostore.metrics'
 
+#: the router's tweens handle this request (set by the read tween):
+#: ``request.tm`` is then an explicit manager of its own; outside them
+#: (``prepare``, ``bootstrap``, scripts, tests) the thread's
+#: ``transaction.manager`` (:func:`pyramid_zeostore.request.manager_hook`)
+ROUTED = 'zeostore.routed'
+
 # -- one attempt: ---------------------------------------------------------
 
 #: this attempt is a fast read: the thread's read slot

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from typing import Any, Callable
 
+import transaction
 from pyramid.decorator import reify
 from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request
@@ -21,7 +22,25 @@ from pyramid_tm import create_tm
 
 from . import compat
 from .connection import zodb_conn
+from .environ import ROUTED
 from .interfaces import IRequestProperties
+
+
+def manager_hook(request: Any) -> transaction.TransactionManager:
+    """``tm.manager_hook`` (includeme's default): ``request.tm``.
+
+    A request the router's tweens handle gets an explicit manager of its
+    own, begun and ended by pyramid_tm (or by a fast read). Any other
+    request, made by ``pyramid.scripting.prepare``, ``pyramid.paster.
+    bootstrap``, pshell, a script or a test fixture, gets the thread's
+    ``transaction.manager``, as pyramid_tm without a hook would give it
+    and as code written for pyramid_zodbconn expects: its changes are
+    saved by ``transaction.commit()`` or ``request.tm.commit()``.
+    """
+    if request.environ.get(ROUTED):
+        return transaction.TransactionManager(explicit=True)
+    return transaction.manager
+
 
 #: The request properties moved onto the class: name -> the function it
 #: must be (an application's own ``tm`` or ``zodb_conn`` stays).

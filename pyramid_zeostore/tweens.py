@@ -31,6 +31,7 @@ from .environ import (
     FAST,
     HEALTH_METHODS,
     HOT,
+    ROUTED,
     SAFE_METHODS,
     SYNC_COOKIE,
     SYNC_SECONDS,
@@ -43,6 +44,7 @@ from .interfaces import (
     IHealthView,
     IZeostoreSettings,
 )
+from .request import manager_hook
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,12 @@ SYNC_SET_COOKIE = (
 )
 
 #: ``tm.manager_hook`` values that let fast reads run: an explicit manager
-#: per request (includeme's default). An application's own hook turns
-#: them off.
-FAST_READ_HOOKS = (explicit_manager, 'pyramid_tm.explicit_manager')
+#: per routed request (includeme's default, or pyramid_tm's own). An
+#: application's own hook turns them off.
+FAST_READ_HOOKS = (
+    manager_hook, 'pyramid_zeostore.request.manager_hook',
+    explicit_manager, 'pyramid_tm.explicit_manager',
+)
 
 _warned: set = set()
 
@@ -113,6 +118,7 @@ def read_tween_factory(
 
     def read_tween(request: Any) -> Any:
         environ = request.environ
+        environ[ROUTED] = True  # request.tm: an explicit manager
         if (
             environ.get('PATH_INFO') == health_path
             and environ['REQUEST_METHOD'] in HEALTH_METHODS

@@ -106,6 +106,15 @@ def test_current_transaction_without_making_one():
     assert compat.current_transaction(explicit) is None
 
 
+def test_current_transaction_of_the_threads_manager():
+    manager = transaction.ThreadTransactionManager()
+    assert compat.current_transaction(manager) is None
+    txn = manager.begin()
+    assert compat.current_transaction(manager) is txn
+    manager.abort()
+    assert compat.current_transaction(manager) is None
+
+
 def test_has_joined_sees_a_data_manager():
     tm = transaction.TransactionManager(explicit=True)
     txn = tm.begin()

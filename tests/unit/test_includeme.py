@@ -11,7 +11,6 @@ failing fast on an absent ZEO socket is in tests/functional/test_outage.py.
 
 from __future__ import annotations
 
-import pyramid_tm
 import pytest
 from pyramid import testing
 from pyramid.config import Configurator
@@ -55,7 +54,7 @@ def test_includeme_registers_and_opens_nothing():
     assert registry.getUtility(IAppmaker) is pyramid_zeostore.default_appmaker
     settings = registry.settings
     assert settings['retry.attempts'] == 3
-    assert settings['tm.manager_hook'] is pyramid_tm.explicit_manager
+    assert settings['tm.manager_hook'] is pyramid_zeostore.request.manager_hook
 
 
 def test_includeme_without_uri_fails_at_include():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from transaction.interfaces import NoTransaction
+import transaction
 
-from pyramid_zeostore import get_databases
+from pyramid_zeostore import compat, get_databases
 from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.folder import Folder
 from pyramid_zeostore.pshell import setup
@@ -75,8 +75,10 @@ def test_environment(session):
     assert env['conn'] is env['root']._p_jar
     assert env['db'] is get_databases(env['registry']).get('')
     assert env['tm'] is env['request'].tm
-    assert env['tm'].explicit
-    assert env['tm'].get() is not None  # a transaction is open
+    # the thread's manager, as pshell had it with pyramid_zodbconn: a
+    # bare transaction.commit() saves too
+    assert env['tm'] is transaction.manager
+    assert compat.current_transaction(env['tm']) is not None  # begun
     assert callable(env['commit']) and callable(env['abort'])
     assert 'Commit' in env['commit'].__doc__
 
@@ -116,15 +118,24 @@ def test_abort_drops_changes_and_begins_a_new_transaction(session, ini):
 
 
 def test_exit_after_a_bare_tm_commit(session, ini):
-    # tm.commit() without commit(): no transaction is left (explicit
-    # mode); leaving the shell must not fail on that.
+    # tm.commit() without commit(): no transaction is left; leaving the
+    # shell must not fail on that.
     env, gen = session()
     env['root']['z'] = Item()
     env['tm'].commit()
-    with pytest.raises(NoTransaction):
-        env['tm'].get()
+    assert compat.current_transaction(env['tm']) is None
     finish(env, gen)
     assert names_on_disk(ini) == {'z'}
+
+
+def test_a_classic_transaction_commit_saves(session, ini):
+    # What users of pyramid_zodbconn type in pshell.
+    env, gen = session()
+    env['root']['classic'] = Item()
+    transaction.commit()
+    env['root']['dropped'] = Item()
+    finish(env, gen)
+    assert names_on_disk(ini) == {'classic'}
 
 
 def test_exit_with_a_doomed_transaction(session, ini):
@@ -171,8 +182,8 @@ def test_setup_failure_aborts_the_transaction(ini):
     try:
         with pytest.raises(LookupError):
             next(gen)
-        with pytest.raises(NoTransaction):
-            tm.get()  # begun by setup, aborted on the way out
+        # begun by setup, aborted on the way out
+        assert compat.current_transaction(tm) is None
     finally:
         env['closer']()
         get_databases(env['registry']).close()

@@ -13,7 +13,6 @@ from pyramid.config import Configurator
 from pyramid.interfaces import IRequestExtensions, IRequestFactory
 from pyramid.request import Request
 from pyramid.security import NO_PERMISSION_REQUIRED
-from transaction.interfaces import NoTransaction
 from webtest import TestApp
 from ZODB.POSException import ConflictError
 
@@ -168,10 +167,14 @@ def test_a_subrequest_of_a_read_goes_the_full_way(tmp_path):
     res = app.get('/@@sub?tweens=yes').json
     assert res['outer']['fast'] and not res['inner']['fast']
     assert res['inner']['conn'] != res['outer']['conn']
-    # without tweens no transaction is begun for it: it must still have
-    # request.tm (as Pyramid's request extensions would give it)
-    with pytest.raises(NoTransaction):  # not AttributeError: it has one
-        app.get('/@@sub?tweens=no')
+    # without tweens it is not routed: it has request.tm (as Pyramid's
+    # request extensions would give it), the thread's manager, as outside
+    # the router, and a pooled connection of its own
+    res = app.get('/@@sub?tweens=no').json
+    assert res['inner']['tm'] == id(transaction.manager)
+    assert not res['inner']['fast']
+    assert res['inner']['conn'] != res['outer']['conn']
+    assert compat.current_transaction(transaction.manager) is None  # ended
 
 
 def test_fast_reads_can_be_turned_off(tmp_path):
