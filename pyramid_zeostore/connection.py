@@ -28,6 +28,7 @@ from .environ import (
     EXCLUSIVE,
     FAST,
     OPEN_FAILED,
+    ROUTED,
     SYNC_COOKIE,
     UNAVAILABLE,
 )
@@ -46,6 +47,24 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 #: Where a request keeps its primary connection (``request.__dict__``).
 CONN = '_zeostore_conn'
+#: ... and, outside the router, the key of the connection it shares.
+SHARED = '_zeostore_shared'
+
+
+class SharedConnections(threading.local):
+    """Connections of requests made outside the router (``prepare``,
+    ``bootstrap``, pshell, test fixtures), per thread: key -> [connection,
+    users]. Such requests share one transaction manager per thread (the
+    thread's ``transaction.manager``); a nested one shares its connection
+    too, so that it sees the same objects, its closer does not abort the
+    outer one's changes, and one commit does not meet two connections of
+    one storage (a FileStorage would wait for its own commit lock)."""
+
+    def __init__(self) -> None:
+        self.conns: dict[tuple[int, int], list] = {}
+
+
+_shared = SharedConnections()
 
 
 @implementer(IConnectionListeners)
@@ -235,15 +254,35 @@ def _primary(request: Request) -> Connection:
                 wait_available(request, name, databases)
         databases.sync_all()
     tm = request.tm
+    environ = request.environ
+    key = None
+    if ROUTED not in environ:
+        key = (id(tm), id(db))
+        entry = _shared.conns.get(key)
+        if (
+            entry is not None
+            and entry[0].opened
+            and entry[0].transaction_manager is tm
+        ):
+            # A request made while another, outside the router too, is
+            # open in this thread (a nested prepare()): the same one.
+            entry[1] += 1
+            request.__dict__[SHARED] = key
+            request.add_finished_callback(_close)
+            conn = request.__dict__[CONN] = entry[0]
+            return conn
     if (
         getattr(tm, 'explicit', False)
-        and 'tm.active' not in request.environ
+        and 'tm.active' not in environ
         and compat.current_transaction(tm) is None
     ):
         # Outside pyramid_tm (a script's or test's request) on an explicit
         # manager nobody began: begin it, or the first load fails.
         tm.begin()
     conn = request.__dict__[CONN] = db.open(transaction_manager=tm)
+    if key is not None:
+        _shared.conns[key] = [conn, 1]
+        request.__dict__[SHARED] = key
     listeners.notify(ZODBConnectionOpened, conn, request)
     request.add_finished_callback(_close)
     return conn
@@ -251,6 +290,14 @@ def _primary(request: Request) -> Connection:
 
 def _close(request: Request) -> None:
     conn = request.__dict__.pop(CONN)
+    key = request.__dict__.pop(SHARED, None)
+    if key is not None:
+        entry = _shared.conns.get(key)
+        if entry is not None and entry[0] is conn:
+            entry[1] -= 1
+            if entry[1]:
+                return  # another request of this thread still uses it
+            del _shared.conns[key]
     listeners = request.registry.getUtility(IConnectionListeners)
     listeners.notify(ZODBConnectionWillClose, conn, request)
     try:

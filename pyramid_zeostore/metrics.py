@@ -133,11 +133,12 @@ class Collector:
             metrics.conflicts += 1
         metrics.retries = request.environ.get('retry.attempt', 0)
         if (
-            exc is not None
+            ended is not None
             and not is_last_attempt(request)
-            and is_error_retryable(request, exc)
+            and is_error_retryable(request, ended)
         ):
-            return  # another attempt follows
+            return  # another attempt follows (pyramid_retry retries a
+            # squashed retryable error too: a fast read that wrote)
         metrics.seconds = time.perf_counter() - metrics.started
         self.report(request, metrics)
 

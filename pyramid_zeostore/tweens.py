@@ -93,11 +93,11 @@ def read_tween_factory(
 
     **A fast read that writes is not lost.** A safe request that changes
     persistent objects (or joins any other data manager to the
-    transaction) is aborted, logged once per view and process, and raises
-    :class:`~pyramid_zeostore.exceptions.SafeMethodWrote`, which
-    pyramid_retry retries on the full, committing path; on the last
-    attempt it commits at once. Apps that write on GET as a rule set
-    ``zeostore.fast_reads = false``.
+    transaction) is aborted, logged once per view and process, and its
+    response replaced by a retry: :class:`~pyramid_zeostore.exceptions.
+    SafeMethodWrote` as ``request.exception``, which pyramid_retry retries
+    on the full, committing path; on the last attempt it commits at once.
+    Apps that write on GET as a rule set ``zeostore.fast_reads = false``.
 
     **Read your writes** without a round trip on every read: the answer
     to a write (2xx/3xx) sets ``zeostore_sync`` for 10 s, and a fast read
@@ -181,7 +181,11 @@ def read_tween_factory(
                         'on GET as a rule)', label,
                     )
                 environ[WROTE] = True
-                raise SafeMethodWrote(label)
+                # Not raised: a tween above (pyramid_debugtoolbar's) would
+                # log an expected retry as an uncaught error. pyramid_retry
+                # retries a request whose exception an exception view
+                # "squashed" (request.exception) and drops the response.
+                request.exception = SafeMethodWrote(label)
             return response
         finally:
             if compat.current_transaction(tm) is not None:
