@@ -26,7 +26,7 @@ from .connection import (
     get_databases,
     zodb_conn,
 )
-from .databases import Databases
+from .databases import Databases, db_from_uri
 from .events import (
     ZODBConnectionClosed,
     ZODBConnectionOpened,
@@ -79,6 +79,7 @@ __all__ = [
     'attach_connection',  #: give a DummyRequest a test's connection
     'bootstrap',  #: run an appmaker once in its own transaction
     'check_databases',  #: open, bootstrap and close (startup check)
+    'db_from_uri',  #: pyramid_zodbconn's: a named DB of a multi-database
     'default_appmaker',  #: zodb_root['app_root'], a Folder
     'get_connection',  #: the request's connection (pyramid_zodbconn's)
     'get_databases',  #: the registry's Databases

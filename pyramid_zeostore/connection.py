@@ -99,10 +99,11 @@ class ConnectionListeners:
             ZODBConnectionClosed: self.closed,
         }[event_class]
 
-    def notify(self, event_class: type, conn: Any, request: Any) -> None:
+    def notify(self, event_class: type, conn: Any, request: Any,
+               kept: bool = False) -> None:
         """Send a connection event, if anything subscribed to its kind."""
         if self.listening(event_class):
-            self.registry.notify(event_class(conn, request))
+            self.registry.notify(event_class(conn, request, kept))
 
 
 def get_databases(registry: Any) -> Any:
@@ -239,7 +240,7 @@ def _primary(request: Request) -> Connection:
         )
         listeners = slot.listeners
         if listeners.opened:
-            registry.notify(ZODBConnectionOpened(conn, request))
+            registry.notify(ZODBConnectionOpened(conn, request, kept=True))
         if listeners.will_close or listeners.closed:
             request.add_finished_callback(_done)
         return conn
@@ -315,8 +316,8 @@ def _done(request: Request) -> None:
     # The read tween has aborted; the connection stays with its thread.
     conn = request.__dict__.pop(CONN)
     listeners = request.registry.getUtility(IConnectionListeners)
-    listeners.notify(ZODBConnectionWillClose, conn, request)
-    listeners.notify(ZODBConnectionClosed, conn, request)
+    listeners.notify(ZODBConnectionWillClose, conn, request, kept=True)
+    listeners.notify(ZODBConnectionClosed, conn, request, kept=True)
 
 
 def attach_connection(request: Any, conn: Connection) -> None:

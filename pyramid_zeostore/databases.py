@@ -33,7 +33,7 @@ from .exceptions import (
 from .interfaces import IDatabases
 from .probe import client_storage
 from .resolvers import PROBE_TIMEOUT
-from .settings import DatabaseSpec, parse_settings
+from .settings import DatabaseSpec, parse_settings, resolve
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +327,24 @@ DIAGNOSIS_TTL = 5.0
 #: Seconds an abort waits for a ZEO connection that is down (ZEO's own
 #: default is its whole ``wait_timeout``).
 ABORT_WAIT = 0.01
+
+
+def db_from_uri(
+    uri: str, dbname: str, dbmap: dict, resolve_uri: Any = None
+) -> DB:
+    """pyramid_zodbconn's ``db_from_uri``: a ``ZODB.DB`` named ``dbname``
+    on ``uri``, joined to the multi-database ``dbmap``.
+
+    Resolved as ``zodb_uri`` is (``zeo://`` with this package's
+    parameters; any other scheme by zodburi), unless ``resolve_uri``
+    (``uri -> (storage_factory, dbkw)``) is given. The caller closes it.
+    """
+    if resolve_uri is None:
+        factory, dbkw = resolve('zodb_uri', uri)
+    else:
+        factory, dbkw = resolve_uri(uri)
+    dbkw = {**dbkw, 'database_name': dbname}
+    return DB(factory(), databases=dbmap, **dbkw)
 
 
 def guard_commit(

@@ -101,23 +101,37 @@ class ObjectRemoved(ObjectEvent):
 
 @implementer(IConnectionEvent)
 class ConnectionEvent:
-    """Base of the connection events: ``conn`` and ``request``."""
+    """Base of the connection events: ``conn``, ``request`` and ``kept``.
 
-    def __init__(self, conn: Connection, request: Request) -> None:
+    The three events bracket a request's use of its connection, as in
+    pyramid_zodbconn. ``kept`` is False for a connection taken from the
+    pool and returned to it; True for a fast read's, which its thread
+    keeps open between requests (:mod:`pyramid_zeostore.tweens`): then
+    Opened means the request began to use it and Closed that it is done
+    with it, and ``conn.opened`` stays set.
+    """
+
+    def __init__(
+        self, conn: Connection, request: Request, kept: bool = False
+    ) -> None:
         self.conn = conn
         self.request = request
+        self.kept = kept
 
 
 class ZODBConnectionOpened(ConnectionEvent):
-    """Sent when a request's ZODB connection has been opened."""
+    """Sent when a request's ZODB connection has been opened (or, with
+    ``kept``, taken from its thread)."""
 
 
 class ZODBConnectionWillClose(ConnectionEvent):
-    """Sent before a request's ZODB connection is aborted and closed."""
+    """Sent before a request's ZODB connection is aborted and closed (or,
+    with ``kept``, handed back to its thread, already aborted)."""
 
 
 class ZODBConnectionClosed(ConnectionEvent):
-    """Sent after a request's ZODB connection went back to the pool."""
+    """Sent after a request's ZODB connection went back to the pool (or,
+    with ``kept``, to its thread, still open)."""
 
 
 #: The connection events, in the order a request sends them.

@@ -5,7 +5,8 @@ Opt-in, so that requests pay nothing for them by default:
 :class:`~pyramid_zeostore.events.ZODBRequestMetrics` event after each
 request that used a connection, ``zeostore.slow_request_log =
 SECONDS`` logs a WARNING line (logger ``pyramid_zeostore.metrics``) for
-each slower request (the heir of ``zodbconn.transferlog``), and
+each slower request, ``zodbconn.transferlog`` writes pyramid_zodbconn's
+line per request, and
 ``zeostore.prometheus_path = /@@metrics`` serves Prometheus counters and
 histograms (``pip install pyramid_zeostore[metrics]``; set
 ``PROMETHEUS_MULTIPROC_DIR`` with several workers). A request's numbers
@@ -15,9 +16,11 @@ ends, which its finished callbacks tell from the exception propagating.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,14 +68,50 @@ class RequestMetrics:
         )
 
 
+class TransferLog:
+    """pyramid_zodbconn's ``zodbconn.transferlog``: a line per request
+    (slower than the threshold) in its format, ``"time", "METHOD",
+    "/path?query", seconds, loads, stores``, appended to a file (opened
+    in each process on its first line) or written to standard output."""
+
+    def __init__(self, path: str, threshold: float | None) -> None:
+        self.path = path
+        self.threshold = threshold
+        self.stream: Any = None
+        self.pid = 0
+        self.lock = threading.Lock()
+
+    def write(self, request: Any, metrics: RequestMetrics) -> None:
+        if self.threshold is not None and metrics.seconds < self.threshold:
+            return
+        now = datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')
+        line = (
+            f'"{now}", "{metrics.method}", "{request.path_qs}", '
+            f'{metrics.seconds:.2f}, {metrics.loads}, {metrics.stores}\n'
+        )
+        with self.lock:
+            if not self.path:
+                stream = sys.stdout
+            elif self.stream is None or self.pid != os.getpid():
+                # A child after a fork opens its own (append: one file).
+                stream = self.stream = open(self.path, 'a')
+                self.pid = os.getpid()
+            else:
+                stream = self.stream
+            stream.write(line)
+            stream.flush()
+
+
 class Collector:
     """The subscribers that gather a request's numbers and report them."""
 
     def __init__(self, registry: Any, slow: float | None,
-                 prometheus: Any) -> None:
+                 prometheus: Any, transferlog: TransferLog | None = None,
+                 ) -> None:
         self.registry = registry
         self.slow = slow
         self.prometheus = prometheus
+        self.transferlog = transferlog
 
     def new_request(self, event: Any) -> None:
         request = event.request
@@ -148,6 +187,8 @@ class Collector:
             log.warning('slow request: %s', metrics.line())
         if self.prometheus is not None:
             self.prometheus.observe(metrics)
+        if self.transferlog is not None:
+            self.transferlog.write(request, metrics)
 
 
 class Prometheus:
@@ -228,11 +269,17 @@ def includeme(config: Any) -> None:
         settings.metrics
         or settings.slow_request_log is not None
         or settings.prometheus_path
+        or settings.transferlog is not None
     ):
         return
     prometheus = Prometheus() if settings.prometheus_path else None
+    transferlog = None
+    if settings.transferlog is not None:
+        transferlog = TransferLog(
+            settings.transferlog, settings.transferlog_threshold
+        )
     collector = Collector(
-        config.registry, settings.slow_request_log, prometheus
+        config.registry, settings.slow_request_log, prometheus, transferlog
     )
     config.add_subscriber(collector.new_request, NewRequest)
     config.add_subscriber(collector.opened, ZODBConnectionOpened)

@@ -115,6 +115,11 @@ class ZeostoreSettings:
     read_your_writes: bool = True
     slow_request_log: float | None = None  # seconds; None: off
     prometheus_path: str | None = None  # None: no Prometheus endpoint
+    #: pyramid_zodbconn's ``zodbconn.transferlog``: a file to append a
+    #: line per request to; '' for standard output; None: off
+    transferlog: str | None = None
+    #: ``zodbconn.transferlog_threshhold`` (sic): only slower requests
+    transferlog_threshold: float | None = None
 
     @property
     def primary(self) -> DatabaseSpec | None:
@@ -203,6 +208,31 @@ def _slow(settings: Mapping, key: str, default: float | None) -> float | None:
     return _float(settings, key, 0.0, high=MAX_SLOW_LOG)
 
 
+def _transferlog(
+    settings: Mapping, key: str, default: str | None
+) -> str | None:
+    """pyramid_zodbconn's transfer log: a file (its folder must exist),
+    or empty for standard output."""
+    raw = settings.get(key)
+    if raw is None:
+        return default
+    path = str(raw).strip()
+    if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise Bad(key, raw, 'expected a file in an existing folder, or '
+                            'nothing for standard output')
+    if path and os.path.isdir(path):
+        raise Bad(key, raw, 'expected a file, not a folder')
+    return path
+
+
+def _threshold(
+    settings: Mapping, key: str, default: float | None
+) -> float | None:
+    if settings.get(key) is None or str(settings[key]).strip() == '':
+        return default
+    return _float(settings, key, 0.0, high=MAX_SLOW_LOG)
+
+
 def _path(settings: Mapping, key: str, default: str | None) -> str | None:
     """A path setting (health check, Prometheus); 'off' (or empty) for none."""
     raw = settings.get(key)
@@ -238,6 +268,8 @@ READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ('zeostore.read_your_writes', 'read_your_writes', _bool),
     ('zeostore.slow_request_log', 'slow_request_log', _slow),
     ('zeostore.prometheus_path', 'prometheus_path', _path),
+    ('zodbconn.transferlog', 'transferlog', _transferlog),
+    ('zodbconn.transferlog_threshhold', 'transferlog_threshold', _threshold),
 )
 
 
@@ -538,12 +570,21 @@ def known_keys() -> set[str]:
 
 
 def check_keys(settings: Mapping[str, Any], known: set[str]) -> None:
-    """Refuse an unknown ``zeostore.`` key, naming the closest known one
-    (a typo would otherwise be ignored without a word); warn about an
+    """Refuse an unknown ``zeostore.`` (or ``zodbconn.``) key, naming the
+    closest known one (a typo would otherwise be ignored without a
+    word); warn about an
     unknown ``tm.`` or ``retry.`` key, which belong to other packages."""
     for key in sorted(k for k in settings if isinstance(k, str)):
         prefix = key.split('.', 1)[0]
         if prefix == 'zeostore' and key not in known:
+            raise Bad(key, settings[key],
+                      f'expected a known setting ({_closest(key, known)})')
+        if (
+            prefix == 'zodbconn' and key not in known
+            and key != 'zodbconn.uri'
+            and not key.startswith('zodbconn.uri.')
+        ):
+            # pyramid_zodbconn's keys, read here: a typo is refused too
             raise Bad(key, settings[key],
                       f'expected a known setting ({_closest(key, known)})')
         if prefix in ('tm', 'retry') and key not in THEIR_KEYS:

@@ -4,15 +4,15 @@ The tutorial ships inside the ``pyramid`` sdist (``docs/tutorials/wiki/
 src/<step>/``): apps written for pyramid_tm + pyramid_retry +
 pyramid_zodbconn, each step with its own tests, ``pshell`` setup and
 inis. The sdist of the installed Pyramid is downloaded once into a cache
-(``ZEOSTORE_TEST_CACHE``, default ``~/.cache/pyramid_zeostore-tests``);
-nothing of it is kept in this repository. Each step that has tests is
-copied, its two pyramid_zodbconn lines switched (the include and the
-``get_connection`` import; nothing else), installed into a venv of its
-own that sees this one's packages, and its own test suite run twice: on
-its ``file://`` testing.ini and over a real ZEO server. The last step is
-also served by ``pserve`` over ZEO (with its development.ini, which
-includes pyramid_debugtoolbar), walked over HTTP, and edited with its own
-pshell setup while pserve runs.
+(:mod:`.sdists`); nothing of it is kept in this repository. Each step
+that has tests is copied, its two pyramid_zodbconn lines switched (the
+include and the ``get_connection`` import; nothing else), installed into
+a venv of its own that sees this one's packages, and its own test suite
+run: as published on pyramid_zodbconn, then switched on its ``file://``
+testing.ini and over a real ZEO server; every test must end the same way.
+The last step is also served by ``pserve`` over ZEO (with its
+development.ini, which includes pyramid_debugtoolbar), walked over HTTP,
+and edited with its own pshell setup while pserve runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -36,14 +35,11 @@ from xml.etree import ElementTree
 import pytest
 
 from . import conftest as fconf
+from . import sdists
 
 pytestmark = pytest.mark.deploy
 
 PYRAMID = importlib.metadata.version('pyramid')
-CACHE = Path(os.environ.get(
-    'ZEOSTORE_TEST_CACHE',
-    Path.home() / '.cache' / 'pyramid_zeostore-tests',
-))
 #: the tutorial's steps with a tests/ folder (checked against the sdist)
 STEPS = ('authorization', 'basiclayout', 'installation', 'models', 'tests',
          'views')
@@ -61,24 +57,7 @@ SITE_PACKAGES = sysconfig.get_paths()['purelib']
 @pytest.fixture(scope='module')
 def tutorial_src() -> Path:
     """``docs/tutorials/wiki/src`` of the installed Pyramid's sdist."""
-    root = CACHE / f'pyramid-{PYRAMID}'
-    src = root / 'docs' / 'tutorials' / 'wiki' / 'src'
-    if not src.is_dir():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        sdist = CACHE / f'pyramid-{PYRAMID}.tar.gz'
-        if not sdist.exists():
-            subprocess.run(
-                [sys.executable, '-m', 'pip', 'download', '--quiet',
-                 '--no-deps', '--no-binary', ':all:', f'pyramid=={PYRAMID}',
-                 '-d', str(CACHE)],
-                check=True, timeout=300,
-            )
-        prefix = f'pyramid-{PYRAMID}/docs/tutorials/wiki/src/'
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers()
-                       if m.name.startswith(prefix)]
-            tar.extractall(CACHE, members=members, filter='data')
-    return src
+    return sdists.unpacked('pyramid', PYRAMID, 'docs/tutorials/wiki/src')
 
 
 def install_step(

@@ -117,6 +117,7 @@ SECONDS = {
     'zeostore.retry_backoff_max': (0, 60),
     'zeostore.slow_request_log': (0, 86400),
     'zeostore.login_window': (0, 86400),
+    'zodbconn.transferlog_threshhold': (0, 86400),
 }
 #: whole numbers: key -> (low, high)
 WHOLE = {
@@ -186,6 +187,7 @@ BAD: dict[str, list[Any]] = {
         'abc', 'metrics', '/a b', '-1', 'http://host/x', '/@@health',
     ],
     'zeostore.lock_file': ['{tmp}/dir', '/nonexistent-zeostore/', 'x/'],
+    'zodbconn.transferlog': ['{tmp}/dir', '/nonexistent-zeostore/t.log'],
     'zeostore.anonymous': ['abc', 'all', '-1', 'read,none', 'true', '1'],
     'zeostore.secret': ['short', 'x' * 31, '-1'],
     'zeostore.secret_file': [
@@ -286,6 +288,8 @@ DELIBERATE: list[tuple[str, str | None, str]] = [
         'zeostore.secret_file', 'zeostore.trusted_hosts',
     ) if key != 'zeostore.slow_request_log'],
     ('zeostore.slow_request_log', '', 'empty is off, the default'),
+    ('zodbconn.transferlog', '',
+     'empty: to standard output, as pyramid_zodbconn writes it'),
     ('zeostore.zeo_conf', '', 'unset; refused with autostart (BAD)'),
     *[(f'zodb_uri?{p}', 'anything', 'free text: checked by the ZEO server '
        'when the client connects') for p in (
@@ -441,7 +445,7 @@ def cases() -> list:
 def typo_cases() -> list:
     keys = sorted(
         k for k in {*README_KEYS, *known_keys(), *APP_KEYS}
-        if k.startswith('zeostore.')
+        if k.startswith(('zeostore.', 'zodbconn.transferlog'))
     )
     return [pytest.param(typo(k), id=typo(k)) for k in keys]
 
@@ -477,7 +481,8 @@ def test_every_readme_key_is_fuzzed():
         if key in whole_key_deliberate():
             continue
         values = covered_values(key)
-        typo_covered = key.startswith('zeostore.') or 'typo' in values
+        typo_covered = key.startswith(
+            ('zeostore.', 'zodbconn.transferlog')) or 'typo' in values
         if not values - {'', 'typo'} or '' not in values or not typo_covered:
             missing.append(key)
     assert not missing, (
@@ -627,8 +632,9 @@ def test_junk_for_a_number_never_passes_silently(key, raw):
         assert getattr(e, 'key', None) == key
         assert key in str(e)
         return
-    if value is None:  # slow_request_log: off
-        assert key == 'zeostore.slow_request_log'
+    if value is None:  # slow_request_log: off; no transferlog threshold
+        assert key in ('zeostore.slow_request_log',
+                       'zodbconn.transferlog_threshhold')
         return
     low, high = NUMBERS[key]
     assert math.isfinite(value) and value >= low, (raw, value)
