@@ -293,3 +293,19 @@ def test_a_read_that_writes_is_no_uncaught_error_under_the_toolbar(
     warned = [r for r in caplog.records
               if r.name == 'pyramid_zeostore.tweens']
     assert len(warned) == 1
+
+
+def test_a_dummy_request_on_an_explicit_manager_nobody_began(app):
+    # An app's own explicit manager (pyramid_tm.explicit_manager), outside
+    # the router: the connection begins it instead of failing its first
+    # load (a bare AssertionError in ZODB's mvccadapter before).
+    tm = transaction.TransactionManager(explicit=True)
+    request = DummyRequest()
+    request.registry = app.registry
+    request.tm = tm
+    root = classicapp.root_factory(request)
+    assert compat.current_transaction(tm) is not None
+    root['explicit'] = 1
+    tm.commit()
+    get_connection(request).close()
+    assert saved_names(app) == ['explicit']
