@@ -65,3 +65,16 @@ def pshell_setup(env):
     request = env['request']
     request.tm.begin()
     env['tm'] = request.tm
+
+
+def main_with_appmaker(global_config, **settings):
+    """The same app with the one-line fix for pshell on an empty
+    database: the package's root factory and this appmaker, which it
+    bootstraps (commits) once per process, instead of its own."""
+    with Configurator(settings=settings) as config:
+        config.include('pyramid_zeostore')
+        config.set_zodb_appmaker(appmaker)
+        config.add_view(home, context=MyModel, renderer='json')
+        config.add_view(add, context=MyModel, name='add',
+                        request_method='POST')
+    return config.make_wsgi_app()

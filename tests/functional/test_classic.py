@@ -206,6 +206,35 @@ def test_the_classic_pshell_setup(ini):
         get_databases(app.registry).close()
 
 
+def test_pshell_on_an_empty_database_and_the_one_line_fix(tmp_path, uri):
+    # The classic root factory creates the root without committing; the
+    # classic setup's request.tm.begin() then drops it (as on
+    # pyramid_zodbconn): what pshell writes into it is not reachable.
+    ini = tmp_path / 'classic.ini'
+    ini.write_text(INI.format(uri=uri, extra=''))
+
+    def shell(env):
+        env['root']['from_pshell'] = 1
+        env['tm'].commit()
+
+    run_pshell(str(ini), shell)
+    app = get_app(str(ini))
+    try:
+        assert saved_names(app) == []
+    finally:
+        get_databases(app.registry).close()
+    # config.set_zodb_appmaker(appmaker) instead: bootstrapped first
+    fixed = tmp_path / 'fixed.ini'
+    fixed.write_text(INI.format(uri=uri, extra='').replace(
+        'classicapp:main', 'classicapp:main_with_appmaker'))
+    run_pshell(str(fixed), shell)
+    app = get_app(str(fixed))
+    try:
+        assert saved_names(app) == ['from_pshell']
+    finally:
+        get_databases(app.registry).close()
+
+
 # -- the cookiecutter's test fixtures --------------------------------------
 
 
