@@ -4,7 +4,9 @@ Folder events (an object added to or removed from a folder), connection
 events (a request's ZODB connection opened or closed) and the metrics of
 a finished request. Subscribe with ``config.add_subscriber(handler,
 IObjectAdded)`` and so on; the interfaces live in
-:mod:`pyramid_zeostore.interfaces`.
+:mod:`pyramid_zeostore.interfaces`. Folder events also reach subscribers
+registered for the event and the object's type, ``[IObjectAdded,
+IMyContent]`` (called ``handler(event, obj)``).
 """
 
 from __future__ import annotations
@@ -35,9 +37,22 @@ class ObjectEvent:
     ``top`` is the object the folder method was called for (``object``
     itself unless this event is for one of its descendants). A move or
     rename fills ``old_parent``/``old_name``/``new_parent``/``new_name``
-    (where ``top`` comes from and goes to) and sets ``moving``; a copy sets
-    ``copied_from`` to the original of ``top``.
+    (where ``top`` comes from and goes to) and ``moving``: the *other*
+    folder, as in Substance D (the removal events carry the folder ``top``
+    goes to, the add events the one it comes from; a rename, its own
+    folder); it is None when nothing moves, so ``event.moving is None``
+    tells a delete from the first half of a move. Given ``old_parent``
+    and no ``moving``, ``moving`` is ``new_parent`` for the removal events
+    and ``old_parent`` for the others. A copy sets ``copied_from`` (also
+    ``duplicating``, Substance D's name) to the original of ``top``.
+
+    The folder sends each event to the subscribers of ``(event,)``,
+    ``(event, object)`` and ``(event, object, parent)``: see
+    :class:`~pyramid_zeostore.folder.Folder`.
     """
+
+    #: Which folder ``moving`` defaults to when ``old_parent`` is given.
+    _moving_default = 'old_parent'
 
     def __init__(
         self,
@@ -46,6 +61,7 @@ class ObjectEvent:
         name: str,
         *,
         top: Any = None,
+        moving: Any = None,
         old_parent: Any = None,
         old_name: str | None = None,
         new_parent: Any = None,
@@ -60,13 +76,20 @@ class ObjectEvent:
         self.old_name = old_name
         self.new_parent = new_parent
         self.new_name = new_name
-        self.moving = old_parent is not None
+        if moving is None and old_parent is not None:
+            moving = getattr(self, self._moving_default)
+        self.moving = moving
         self.copied_from = copied_from
+
+    @property
+    def duplicating(self) -> Any:
+        """Substance D's name for ``copied_from``."""
+        return self.copied_from
 
     def __repr__(self) -> str:
         return (
             f'<{type(self).__name__} {self.name!r} in {self.parent!r}'
-            f'{" (moving)" if self.moving else ""}>'
+            f'{" (moving)" if self.moving is not None else ""}>'
         )
 
 
@@ -75,12 +98,16 @@ class ObjectWillBeAdded(ObjectEvent):
     """Sent before ``object`` is added; ``top`` has no ``__parent__`` yet.
 
     A subscriber that raises stops the add before anything changed.
+    ``moving``: the folder ``top`` comes from, or None.
     """
 
 
 @implementer(IObjectAdded)
 class ObjectAdded(ObjectEvent):
-    """Sent after ``object`` was added (``top.__parent__`` is the folder)."""
+    """Sent after ``object`` was added (``top.__parent__`` is the folder).
+
+    ``moving``: the folder ``top`` comes from, or None.
+    """
 
 
 @implementer(IObjectWillBeRemoved)
@@ -88,12 +115,20 @@ class ObjectWillBeRemoved(ObjectEvent):
     """Sent before ``object`` is removed, while its path still resolves.
 
     A subscriber that raises stops the removal before anything changed.
+    ``moving``: the folder ``top`` goes to, or None (a delete).
     """
+
+    _moving_default = 'new_parent'
 
 
 @implementer(IObjectRemoved)
 class ObjectRemoved(ObjectEvent):
-    """Sent after ``object`` was removed (``top.__parent__`` is None)."""
+    """Sent after ``object`` was removed (``top.__parent__`` is None).
+
+    ``moving``: the folder ``top`` goes to, or None (a delete).
+    """
+
+    _moving_default = 'new_parent'
 
 
 # -- connection events --------------------------------------------------------

@@ -3,23 +3,28 @@
 Modelled on Substance D's folder: children in a :class:`FolderTree` keyed
 by name and their number in a ``BTrees.Length``, both resolving write
 conflicts, so that concurrent adds of distinct names rarely conflict,
-adding never rewrites the folder's own record and ``len()`` is O(1). The
-folder knows nothing of requests, storages or views: the one outside
-thing it touches is the Pyramid registry it sends its object events
-through (the order they come in is told in :class:`Folder`).
+adding never rewrites the folder's own record and ``len()`` is O(1). A
+folder is sorted by name unless given an order (:meth:`Folder.set_order`,
+kept in a :class:`FolderOrder`). The folder knows nothing of requests,
+storages or views: the one outside thing it touches is the Pyramid
+registry it sends its object events through (the order they come in and
+how they are dispatched is told in :class:`Folder`).
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import random
 import shutil
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 from BTrees.Length import Length
+from BTrees.LOBTree import LOBTree
+from BTrees.OLBTree import OLBTree
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from pyramid.location import inside
@@ -29,6 +34,7 @@ from zope.interface import implementer
 
 from .events import (
     ObjectAdded,
+    ObjectEvent,
     ObjectRemoved,
     ObjectWillBeAdded,
     ObjectWillBeRemoved,
@@ -36,7 +42,9 @@ from .events import (
 from .exceptions import FolderKeyError, InvalidName
 from .interfaces import IFolder
 
-__all__ = ['Folder', 'FolderTree', 'InvalidName', 'MAX_NAME_LENGTH']
+__all__ = [
+    'Folder', 'FolderOrder', 'FolderTree', 'InvalidName', 'MAX_NAME_LENGTH',
+]
 
 #: The longest name a folder accepts, in characters.
 MAX_NAME_LENGTH = 255
@@ -52,9 +60,11 @@ INVISIBLE = frozenset(
 _MISSING: Any = object()
 
 
-def _show(name: str) -> str:
+def _show(name: Any) -> str:
     """``name`` in double quotes, control, invisible and surrogate
-    characters escaped."""
+    characters escaped; ``repr()`` of what is not a ``str``."""
+    if not isinstance(name, str):
+        return repr(name)
     shown = ''.join(
         c.encode('unicode_escape').decode('ascii')
         if unicodedata.category(c) in ('Cc', 'Cs') or c in INVISIBLE
@@ -62,6 +72,24 @@ def _show(name: str) -> str:
         for c in name
     )
     return f'"{shown}"'
+
+
+def _shown(names: list[Any], most: int = 5) -> str:
+    """The first ``most`` of ``names``, shown, and how many more."""
+    text = ', '.join(_show(n) for n in names[:most])
+    if len(names) > most:
+        text += f' and {len(names) - most} more'
+    return text
+
+
+def _locate(obj: Any, parent: Any, name: str | None) -> None:
+    """Set ``obj.__parent__`` and ``obj.__name__`` if ``obj`` can carry
+    them: a number, a string, a tuple or a class is stored as it is."""
+    try:
+        obj.__parent__ = parent
+        obj.__name__ = name
+    except (AttributeError, TypeError):
+        pass
 
 
 class FolderTree(OOBTree):
@@ -78,12 +106,161 @@ class FolderTree(OOBTree):
     max_internal_size = 32
 
 
+#: Positions are signed 64-bit integers (``LOBTree`` keys).
+_LOWEST, _HIGHEST = -(2 ** 63), 2 ** 63 - 1
+
+
+class FolderOrder(Persistent):
+    """The order of an ordered folder's names, a record of its own.
+
+    Two BTrees: ``LOBTree`` position -> name (iterated for the order) and
+    ``OLBTree`` name -> position (to find, drop or move one name). A
+    position is a 64-bit integer; names are spread :attr:`GAP` apart.
+    Why not a tuple of names, as repoze.folder and Substance D keep:
+    every add would rewrite the whole tuple (a 100,000-name folder: 2 MB
+    per add) and any two adds would conflict. Here appending a name
+    writes one bucket of each tree (and the path to it when a bucket
+    splits); it takes the last position plus a random step of GAP/2 to
+    GAP, so two transactions appending at once pick distinct positions
+    and ZODB merges their inserts instead of raising a conflict.
+    Dropping a name writes one bucket of each tree. Moving ``k`` names
+    in front of another (:meth:`move_before`) gives them ``k`` evenly
+    spaced positions in the gap before it; only when that gap is used up
+    (after some 30 halvings at one spot) are all positions renumbered,
+    O(n), once. Iterating loads the position tree's buckets, some n/30
+    records, and gives the names in order; paging by position (keyset)
+    is O(log n).
+    """
+
+    #: The distance between two neighbouring names when renumbered.
+    GAP = 2 ** 32
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names = LOBTree()
+        self._positions = OLBTree()
+        self.renumber(names)
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the names in order."""
+        return iter(self._names.values())
+
+    def names(self, low: int | None = None, high: int | None = None,
+              excludemin: bool = False, excludemax: bool = False) -> Any:
+        """The names at positions ``low`` to ``high``, a lazy BTree
+        sequence; all of them by default."""
+        return self._names.values(low, high, excludemin, excludemax)
+
+    def position(self, name: str) -> int:
+        """The position of ``name``; raise ``KeyError``."""
+        return self._positions[name]
+
+    def append(self, name: str) -> int:
+        """Put ``name`` last; return its position."""
+        names = self._names
+        if not names:
+            position = 0
+        else:
+            position = names.maxKey() + random.randrange(
+                self.GAP // 2, self.GAP + 1)
+            if position > _HIGHEST:
+                self.renumber(list(names.values()))
+                position = names.maxKey() + self.GAP
+        self._put(name, position)
+        return position
+
+    def insert(self, name: str, position: int | None = None) -> None:
+        """Put ``name`` at ``position`` (a free one, as :meth:`discard`
+        returned it), or last when None."""
+        if position is None:
+            self.append(name)
+        else:
+            self._put(name, position)
+
+    def discard(self, name: str) -> int:
+        """Drop ``name``; return the position it had."""
+        position = self._positions.pop(name)
+        del self._names[position]
+        return position
+
+    def move_before(self, moved: list[str], before: str | None) -> None:
+        """Move the names ``moved`` (distinct, all in the order), in that
+        order, in front of ``before``, or last when it is None. When
+        ``before`` is one of them, they go where it was: in front of the
+        first name after it that does not move."""
+        anchor = None if before is None else self._positions[before]
+        for name in moved:
+            self.discard(name)
+        names = self._names
+        if anchor is not None:
+            try:
+                anchor = names.minKey(anchor)
+            except ValueError:  # nothing after it stays: move to the end
+                anchor = None
+        if anchor is None:
+            for name in moved:
+                self.append(name)
+            return
+        try:
+            low = names.maxKey(anchor - 1)
+        except ValueError:  # nothing in front of it
+            low = anchor - self.GAP * (len(moved) + 1)
+        step = (anchor - low) // (len(moved) + 1)
+        if step == 0 or low < _LOWEST:
+            order = list(names.values())
+            at = order.index(names[anchor])
+            order[at:at] = moved
+            self.renumber(order)
+            return
+        for i, name in enumerate(moved, 1):
+            self._put(name, low + i * step)
+
+    def renumber(self, names: Iterable[str]) -> None:
+        """Make the order ``names`` (distinct), spread :attr:`GAP`
+        apart from 0. Rewrites both trees: O(n)."""
+        names = list(names)
+        positions = range(0, len(names) * self.GAP, self.GAP)
+        self._names.clear()
+        self._positions.clear()
+        self._names.update(list(zip(positions, names, strict=True)))
+        self._positions.update(list(zip(names, positions, strict=True)))
+
+    def _put(self, name: str, position: int) -> None:
+        self._names[position] = name
+        self._positions[name] = position
+
+
+class _Children:
+    """A lazy sequence of an ordered folder's children: what ``make``
+    returns for each name of ``names`` (a lazy BTree sequence)."""
+
+    __slots__ = ('_names', '_make')
+
+    def __init__(self, names: Any, make: Callable[[str], Any]) -> None:
+        self._names = names
+        self._make = make
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self._make, self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._make(name) for name in self._names[index]]
+        return self._make(self._names[index])
+
+
 @implementer(IFolder)
 class Folder(Persistent):
-    """A persistent mapping of names (``str``) to objects, sorted by name.
+    """A persistent mapping of names (``str``) to objects, sorted by name
+    unless given an order (:meth:`set_order`).
 
     ``data`` is an optional mapping of initial children, added without
-    events. A folder is always true, even when empty.
+    events. Children get ``__parent__`` and ``__name__`` when added and
+    lose them when removed; values that cannot carry attributes (numbers,
+    strings, tuples) are stored as they are. A folder is always true,
+    even when empty.
 
     Events (classes in :mod:`pyramid_zeostore.events`), sent through
     ``registry`` (the current registry unless one is passed): adding
@@ -93,16 +270,39 @@ class Folder(Persistent):
     ``ObjectWillBeRemoved`` for each descendant in post-order (children
     before parents) and last for ``obj`` itself, removes it, then sends
     ``ObjectRemoved`` in the same order. Descendants are the contents of
-    children that provide ``IFolder``, recursively; their events carry
-    their own ``parent`` and ``name``, and ``top`` is ``obj``. A move is a
-    remove then an add (events flagged ``moving``); a copy is an add of
-    the copy (events carry ``copied_from``). Sending events loads the
+    children that provide ``IFolder``, recursively, each folder's in its
+    own order; their events carry their own ``parent`` and ``name``, and
+    ``top`` is ``obj``. A move or rename is a remove then an add, whose
+    events carry ``moving`` (the destination folder in the remove events,
+    the source folder in the add events: Substance D's convention); a
+    copy is an add of the copy (``copied_from`` is the original, moving
+    is None).
+
+    Where that differs from repoze.folder and Substance D: they send one
+    event, for ``obj`` only, and leave its descendants to the subscriber
+    (Substance D's object map walks them; ``ObjectRemoved.removed_oids``
+    lists them). Here every object of the subtree gets its own events,
+    so that a subscriber for a content type hears of that content however
+    deep it was added or removed; a subscriber that wants one event per
+    call checks ``event.object is event.top``. Sending events loads the
     whole subtree; ``send_events=False`` (or a registry without
     subscribers) skips that.
+
+    Each event is dispatched three times, so that each shape of
+    subscriber is called once: ``(event,)`` for
+    ``config.add_subscriber(h, IObjectAdded)`` (``h(event)``), ``(event,
+    object)`` for ``[IObjectAdded, IMyContent]`` (``h(event, obj)``) and
+    ``(event, object, parent)`` for Substance D's ``[IObjectAdded,
+    IMyContent, IMyFolder]``. A registry with nothing subscribed
+    (``has_listeners`` false) gets no event at all, and none is made.
     """
 
     __name__: str | None = None
     __parent__: Any = None
+    #: The :class:`FolderOrder` of an ordered folder; None: sorted by name.
+    _order: FolderOrder | None = None
+    #: ``add_next``'s counters: prefix -> ``Length``; made on first use.
+    _autonames: OOBTree | None = None
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         self._data = FolderTree()
@@ -151,38 +351,66 @@ class Folder(Persistent):
         return True
 
     def __iter__(self) -> Iterator[str]:
-        """Iterate over the names, in sorted order."""
-        return iter(self._data)
+        """Iterate over the names, in order (by name when unordered)."""
+        order = self._order
+        return iter(self._data if order is None else order)
 
     def keys(self, min: str | None = None, max: str | None = None,
              excludemin: bool = False, excludemax: bool = False) -> Any:
         """Return the names from ``min`` to ``max`` (inclusive unless
-        excluded) as a lazy BTree sequence; all names by default."""
-        return self._data.keys(min, max, excludemin, excludemax)
+        excluded) as a lazy sequence; all names by default.
+
+        Unordered, ``min`` and ``max`` are any strings and bound the
+        names by value; ordered, they are names of children and bound
+        them by position (``FolderKeyError`` if one is not a child).
+        """
+        order = self._order
+        if order is None:
+            return self._data.keys(min, max, excludemin, excludemax)
+        low, high = self._position(min), self._position(max)
+        return order.names(low, high, excludemin, excludemax)
 
     def values(self, min: str | None = None, max: str | None = None,
                excludemin: bool = False, excludemax: bool = False) -> Any:
         """Return the objects named ``min`` to ``max`` as a lazy sequence;
         like ``keys``. Objects come as ghosts until used."""
-        return self._data.values(min, max, excludemin, excludemax)
+        if self._order is None:
+            return self._data.values(min, max, excludemin, excludemax)
+        names = self.keys(min, max, excludemin, excludemax)
+        return _Children(names, self._data.__getitem__)
 
     def items(self, min: str | None = None, max: str | None = None,
               excludemin: bool = False, excludemax: bool = False) -> Any:
         """Return ``(name, object)`` pairs as a lazy sequence; like
         ``keys``."""
-        return self._data.items(min, max, excludemin, excludemax)
+        if self._order is None:
+            return self._data.items(min, max, excludemin, excludemax)
+        names = self.keys(min, max, excludemin, excludemax)
+        data = self._data
+        return _Children(names, lambda name: (name, data[name]))
 
     def page(self, start: int = 0, size: int = 50,
              after: str | None = None) -> list[tuple[str, Any]]:
-        """Return at most ``size`` ``(name, object)`` pairs in name order,
+        """Return at most ``size`` ``(name, object)`` pairs in order,
         skipping the first ``start`` (of those after the name ``after``
         when given). Walks (loads) the BTree buckets up to the page but
         no child object: those returned come as ghosts. With ``after``
-        (keyset paging) finding the page is O(log n), not O(start).
-        Raise ``ValueError`` if ``start`` or ``size`` is negative."""
+        (keyset paging) finding the page is O(log n), not O(start); in an
+        ordered folder ``after`` must name a child (it pages by its
+        position; else ``FolderKeyError``). Raise ``ValueError`` if
+        ``start`` or ``size`` is negative."""
         if start < 0 or size < 0:
             raise ValueError(
                 f'start and size must not be negative: {start}, {size}')
+        order = self._order
+        if order is not None:
+            if after is None:
+                names = order.names()
+            else:
+                names = order.names(self._position(after), None, True)
+            data = self._data
+            return [(name, data[name])
+                    for name in islice(names, start, start + size)]
         if after is None:
             items = self._data.items()
         else:
@@ -196,6 +424,125 @@ class Folder(Persistent):
         where = f' oid={int.from_bytes(oid, "big"):#x}' if oid else ''
         return (f'<{cls.__module__}.{cls.__qualname__} {self.__name__!r} '
                 f'len={len(self)}{where}>')
+
+    # -- order -------------------------------------------------------------
+
+    @property
+    def order(self) -> tuple[str, ...] | None:
+        """The names in order, a tuple, or None when the folder is
+        unordered (sorted by name). Setting it is :meth:`set_order`,
+        deleting it :meth:`unset_order`. Loads every name: iterate the
+        folder, or :meth:`page` it, for a big one."""
+        order = self._order
+        return None if order is None else tuple(order)
+
+    @order.setter
+    def order(self, names: Iterable[str] | None) -> None:
+        self.set_order(names)
+
+    @order.deleter
+    def order(self) -> None:
+        self.unset_order()
+
+    def is_ordered(self) -> bool:
+        """Return True if the folder has an order of its own."""
+        return self._order is not None
+
+    def set_order(self, names: Iterable[str] | None) -> None:
+        """Order the children as ``names``: each child exactly once.
+
+        From then on iteration, ``keys``, ``values``, ``items`` and
+        ``page`` follow the order; an added child goes last, a removed one
+        leaves it, a renamed or replaced one keeps its place. None is
+        :meth:`unset_order`. Raise ``TypeError`` if ``names`` is a
+        string, and ``ValueError`` naming the names that are not
+        children, repeat, or are missing; all before anything changes.
+        Writes O(n) records (the order is a :class:`FolderOrder`).
+        """
+        if names is None:
+            self.unset_order()
+            return
+        names, keys = self._order_keys(names, 'set_order')
+        unknown = [n for n, k in zip(names, keys, strict=True) if k is None]
+        if unknown:
+            raise ValueError(
+                f'set_order: not in {self!r}: {_shown(unknown)}')
+        repeated = _repeated(keys)
+        if repeated:
+            raise ValueError(
+                f'set_order: names must not repeat: {_shown(repeated)}')
+        if len(keys) != len(self):
+            listed = set(keys)
+            missing = [n for n in self._data.keys() if n not in listed]
+            raise ValueError(
+                f'set_order: every child must be listed; {len(missing)} '
+                f'missing: {_shown(missing)}')
+        if self._order is None:
+            self._order = FolderOrder(keys)
+        else:
+            self._order.renumber(keys)
+
+    def unset_order(self) -> None:
+        """Make the folder unordered again: sorted by name."""
+        if self._order is not None:
+            del self._order
+
+    def reorder(self, names: Iterable[str],
+                before: str | None = None) -> None:
+        """Move the children ``names``, in that order, to just before the
+        child ``before``, or to the end when it is None; the others keep
+        their order (Substance D's ``reorder``). When ``before`` is one of
+        ``names`` they go where it was.
+
+        Raise ``ValueError`` if the folder is unordered (:meth:`set_order`
+        first) or a name repeats, ``TypeError`` if ``names`` is a string,
+        and ``FolderKeyError`` if a name or ``before`` is not a child; all
+        before anything changes. Writes a few records per name moved.
+        """
+        order = self._order
+        if order is None:
+            raise ValueError(
+                f'reorder: {self!r} is unordered: set_order() first')
+        names, keys = self._order_keys(names, 'reorder')
+        for name, key in zip(names, keys, strict=True):
+            if key is None:
+                raise FolderKeyError(
+                    f'reorder: {_show(name)} is not in {self!r}')
+        repeated = _repeated(keys)
+        if repeated:
+            raise ValueError(
+                f'reorder: names must not repeat: {_shown(repeated)}')
+        anchor = None
+        if before is not None:
+            anchor = self._key(before)
+            if anchor is None:
+                raise FolderKeyError(
+                    f'reorder: before={_show(before)} is not in {self!r}')
+        order.move_before(keys, anchor)
+
+    def _order_keys(
+        self, names: Any, method: str,
+    ) -> tuple[list[Any], list[str | None]]:
+        """``names`` as a list, and the key of each (None: not a
+        child); raise ``TypeError`` if ``names`` is a string."""
+        if isinstance(names, str):
+            raise TypeError(
+                f'{method}: names must be a sequence of names, not a '
+                f'string: {_show(names)}')
+        names = list(names)
+        return names, [self._key(name) for name in names]
+
+    def _position(self, name: str | None) -> int | None:
+        """The position of the child ``name`` in the order (None for
+        None); raise ``FolderKeyError`` if it is not a child."""
+        if name is None:
+            return None
+        key = self._key(name)
+        if key is None:
+            raise FolderKeyError(
+                f'{_show(name)} is not in {self!r}: an ordered folder '
+                f'takes the names of its children as bounds')
+        return self._order.position(key)
 
     # -- names -------------------------------------------------------------
 
@@ -275,29 +622,80 @@ class Folder(Persistent):
         self.remove(name)
 
     def add(self, name: str, other: Any, send_events: bool = True,
-            registry: Any = None) -> str:
+            moving: Any = None, registry: Any = None) -> str:
         """Add ``other`` as ``name`` and return the name.
 
         Sets ``other.__parent__`` to this folder and ``other.__name__`` to
-        ``name``. Raise what :meth:`check_name` raises, and ``ValueError``
-        if ``other`` is still in a folder (``move`` it instead, or remove
-        it first; a stale ``__parent__`` that does not hold ``other`` is
-        simply overwritten) or is this folder or one of its ancestors.
-        Sends ``ObjectWillBeAdded`` then ``ObjectAdded`` for ``other`` and
-        its descendants, unless ``send_events`` is false.
+        ``name`` (if ``other`` can carry attributes); an ordered folder
+        puts it last. Raise what :meth:`check_name` raises, and
+        ``ValueError`` if ``other`` is still in a folder (``move`` it
+        instead, or remove it first; a stale ``__parent__`` that does not
+        hold ``other`` is simply overwritten) or is this folder or one of
+        its ancestors. Sends ``ObjectWillBeAdded`` then ``ObjectAdded``
+        for ``other`` and its descendants, unless ``send_events`` is
+        false. ``moving``: the folder ``other`` comes from, when the
+        caller moves it in steps of its own (after ``remove(name,
+        moving=self)`` there); the events carry it as ``moving`` and
+        ``old_parent``.
         """
-        return self._add(name, other, send_events, registry, {})
+        info: dict[str, Any] = {}
+        if moving is not None:
+            info = {'old_parent': moving, 'new_parent': self,
+                    'new_name': self.validate_name(name)}
+        return self._add(name, other, send_events, registry, info)
+
+    def add_next(self, other: Any, prefix: str = '',
+                 send_events: bool = True, registry: Any = None) -> str:
+        """Add ``other`` under the next free name, ``prefix`` followed by
+        a number (``'0'``, ``'1'``, ... or ``'doc-0'``, ...), and return
+        the name; Substance D's ``add_next``, as :meth:`add` otherwise.
+
+        Each prefix counts on its own, in a ``BTrees.Length`` that merges
+        concurrent increments: two transactions adding at once conflict
+        only on the name both picked, and the one retried takes the next.
+        Names already taken (added by hand) are skipped; a number is not
+        given again when its child is removed. Raise ``TypeError`` if
+        ``prefix`` is not a string, ``InvalidName`` if no name may start
+        with it and ``ValueError`` if :meth:`add` would refuse ``other``,
+        all before counting. Writes the folder's record on the first
+        call only (the counters).
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(
+                f'prefix must be a string, not {type(prefix).__name__}: '
+                f'{prefix!r}')
+        prefix = self.validate_name(prefix + '0')[:-1]
+        self._check_placeable(other)
+        counters = self._autonames
+        if counters is None:
+            counters = self._autonames = OOBTree()
+        counter = counters.get(prefix)
+        if counter is None:
+            counter = counters[prefix] = Length(0)
+        while True:
+            name = f'{prefix}{counter()}'
+            counter.change(1)
+            if name not in self:
+                return self._add(name, other, send_events, registry, {})
 
     def remove(self, name: str, send_events: bool = True,
-               registry: Any = None) -> Any:
+               moving: Any = None, registry: Any = None) -> Any:
         """Remove the object named ``name`` and return it.
 
         Sets its ``__parent__`` and ``__name__`` to None (its descendants
-        stay in it). Raise ``FolderKeyError`` if there is no such object.
-        Sends ``ObjectWillBeRemoved`` then ``ObjectRemoved`` for its
+        stay in it); an ordered folder drops it from the order. Raise
+        ``FolderKeyError`` if there is no such object. Sends
+        ``ObjectWillBeRemoved`` then ``ObjectRemoved`` for its
         descendants and then the object, unless ``send_events`` is false.
+        ``moving``: the folder the caller will add it to (a move in steps
+        of its own); the events carry it as ``moving`` and
+        ``new_parent``, so that subscribers do not take it for a delete.
         """
-        return self._remove(name, send_events, registry, {})
+        info: dict[str, Any] = {}
+        if moving is not None:
+            info = {'old_parent': self, 'old_name': self._key(name),
+                    'new_parent': moving}
+        return self._remove(name, send_events, registry, info)
 
     def pop(self, name: str, default: Any = _MISSING,
             send_events: bool = True, registry: Any = None) -> Any:
@@ -313,7 +711,8 @@ class Folder(Persistent):
     def clear(self, send_events: bool = True, registry: Any = None) -> None:
         """Remove every object, in name order, like :meth:`remove`.
 
-        Loads every child (to reset its ``__parent__``)."""
+        Loads every child (to reset its ``__parent__``). An ordered
+        folder stays ordered (and empty)."""
         for name in list(self._data.keys()):
             self._remove(name, send_events, registry, {})
 
@@ -321,7 +720,8 @@ class Folder(Persistent):
                registry: Any = None) -> Any:
         """Rename the object ``oldname`` to ``newname`` and return it.
 
-        Same as ``move(oldname, self, newname)``.
+        Same as ``move(oldname, self, newname)``: the events carry
+        ``moving`` (this folder). It keeps its place in an ordered folder.
         """
         return self.move(oldname, self, newname, send_events, registry)
 
@@ -334,15 +734,19 @@ class Folder(Persistent):
         Checks ``name`` and ``newobject`` first (raising what
         :meth:`add` raises) so a failure leaves the folder unchanged.
         Sends the remove events for the old object, then the add events
-        for the new one.
+        for the new one (``moving`` None). The new object takes the old
+        one's place in an ordered folder.
         """
         name = self.validate_name(name)
         old = self.get(name, _MISSING)
         if newobject is not old:
             self._check_placeable(newobject)
+        position = None
         if old is not _MISSING:
+            if self._order is not None:
+                position = self._order.position(self._key(name))
             self._remove(name, send_events, registry, {})
-        self._add(name, newobject, send_events, registry, {})
+        self._add(name, newobject, send_events, registry, {}, position)
         return None if old is _MISSING else old
 
     def move(self, name: str, other: Folder, newname: str | None = None,
@@ -351,14 +755,17 @@ class Folder(Persistent):
         ``newname`` (default: ``name``) and return it.
 
         The same object moves, with its whole subtree; nothing is copied.
-        Moving to the same folder and name does nothing. Raise
-        ``FolderKeyError`` if ``name`` is missing or ``newname`` taken,
-        the errors of :meth:`validate_name`, ``TypeError`` if ``other`` is
-        not a :class:`Folder` and ``ValueError`` if ``other`` is the
-        object or inside it; all before anything changes. A remove then
-        an add: sends the remove events and then the add events, all with
-        ``moving`` true and ``old_parent``, ``old_name``, ``new_parent``,
-        ``new_name`` set.
+        Moving to the same folder and name does nothing; within one
+        ordered folder (a rename) it keeps its place, into another one it
+        goes last. Raise ``FolderKeyError`` if ``name`` is missing or
+        ``newname`` taken, the errors of :meth:`validate_name`,
+        ``TypeError`` if ``other`` is not a :class:`Folder` and
+        ``ValueError`` if ``other`` is the object or inside it; all
+        before anything changes. A remove then an add: sends the remove
+        events, with ``moving`` set to ``other``, then the add events,
+        with ``moving`` set to this folder (Substance D's convention);
+        all of them carry ``old_parent``, ``old_name``, ``new_parent``
+        and ``new_name``.
         """
         if not isinstance(other, Folder):
             raise TypeError(f'Can only move into a Folder, not {other!r}')
@@ -368,10 +775,13 @@ class Folder(Persistent):
             return obj
         newname = other.check_name(newname)
         other._check_not_ancestor(obj)
-        info = {'old_parent': self, 'old_name': name,
+        info = {'old_parent': self, 'old_name': self._key(name),
                 'new_parent': other, 'new_name': newname}
+        position = None
+        if other is self and self._order is not None:
+            position = self._order.position(self._key(name))
         self._remove(name, send_events, registry, info)
-        other._add(newname, obj, send_events, registry, info)
+        other._add(newname, obj, send_events, registry, info, position)
         return obj
 
     def copy(self, name: str, other: Folder, newname: str | None = None,
@@ -391,15 +801,15 @@ class Folder(Persistent):
         if ``name`` is missing or ``newname`` taken, the errors of
         :meth:`validate_name`, ``TypeError`` if ``other`` is not a
         :class:`Folder`. Sends the add events, with ``copied_from`` set to
-        the original.
+        the original and ``moving`` None. The copy of an ordered folder
+        keeps its order; an ordered ``other`` puts the copy last.
         """
         if not isinstance(other, Folder):
             raise TypeError(f'Can only copy into a Folder, not {other!r}')
         obj = self[name]
         newname = other.check_name(name if newname is None else newname)
         new = _Cloner(obj).clone()
-        new.__parent__ = None
-        new.__name__ = None
+        _locate(new, None, None)
         other._add(newname, new, send_events, registry, {'copied_from': obj})
         return new
 
@@ -422,44 +832,61 @@ class Folder(Persistent):
                 f'it, or remove it from there first')
 
     def _add(self, name: Any, other: Any, send_events: bool, registry: Any,
-             info: dict[str, Any]) -> str:
+             info: dict[str, Any], position: int | None = None) -> str:
+        """Add ``other`` (at ``position`` of an ordered folder, else
+        last), sending the add events with ``info``."""
         name = self.check_name(name)
         self._check_placeable(other)
         registry = _event_registry(send_events, registry)
         if registry is not None:
             nodes = [(other, self, name)] + _subtree(other, postorder=False)
             for obj, parent, objname in nodes:
-                registry.notify(ObjectWillBeAdded(
+                _notify(registry, ObjectWillBeAdded(
                     obj, parent, objname, top=other, **info))
-        other.__parent__ = self
-        other.__name__ = name
+        _locate(other, self, name)
         self._data[name] = other
         self._num_objects.change(1)
+        if self._order is not None:  # all an unordered folder pays
+            self._order.insert(name, position)
         if registry is not None:
             for obj, parent, objname in nodes:
-                registry.notify(ObjectAdded(
+                _notify(registry, ObjectAdded(
                     obj, parent, objname, top=other, **info))
         return name
 
     def _remove(self, name: Any, send_events: bool, registry: Any,
                 info: dict[str, Any]) -> Any:
+        """Remove and return the object ``name``, sending the remove
+        events with ``info``."""
         other = self[name]
         name = self._key(name)
         registry = _event_registry(send_events, registry)
         if registry is not None:
             nodes = _subtree(other, postorder=True) + [(other, self, name)]
             for obj, parent, objname in nodes:
-                registry.notify(ObjectWillBeRemoved(
+                _notify(registry, ObjectWillBeRemoved(
                     obj, parent, objname, top=other, **info))
         del self._data[name]
         self._num_objects.change(-1)
-        other.__parent__ = None
-        other.__name__ = None
+        if self._order is not None:
+            self._order.discard(name)
+        _locate(other, None, None)
         if registry is not None:
             for obj, parent, objname in nodes:
-                registry.notify(ObjectRemoved(
+                _notify(registry, ObjectRemoved(
                     obj, parent, objname, top=other, **info))
         return other
+
+
+def _repeated(keys: list[Any]) -> list[Any]:
+    """The items of ``keys`` that occur more than once, once each."""
+    seen: set[Any] = set()
+    repeated: dict[Any, None] = {}
+    for key in keys:
+        if key in seen:
+            repeated[key] = None
+        seen.add(key)
+    return list(repeated)
 
 
 def _event_registry(send_events: bool, registry: Any) -> Any:
@@ -473,13 +900,33 @@ def _event_registry(send_events: bool, registry: Any) -> Any:
     return registry
 
 
+def _notify(registry: Any, event: ObjectEvent) -> None:
+    """Send ``event`` to each shape of subscriber, once each.
+
+    A component registry (Pyramid's) is asked for the subscribers of
+    ``(event,)``, ``(event, object)`` and ``(event, object, parent)``:
+    ``add_subscriber(h, IObjectAdded)``, ``add_subscriber(h,
+    [IObjectAdded, IMyContent])`` and Substance D's ``[IObjectAdded,
+    IMyContent, IMyFolder]``; a registration matches one length only. An
+    object with just a ``notify(event)`` method gets the event once.
+    """
+    subscribers = getattr(registry, 'subscribers', None)
+    if subscribers is None:
+        registry.notify(event)
+        return
+    subscribers((event,), None)
+    subscribers((event, event.object), None)
+    subscribers((event, event.object, event.parent), None)
+
+
 def _subtree(top: Any, postorder: bool) -> list[tuple[Any, Any, str]]:
     """``(object, parent, name)`` for every descendant of ``top``.
 
     Descendants are the contents of ``IFolder`` providers, recursively;
-    siblings come in name order, parents before their children
-    (pre-order) or after them (``postorder``). Iterative: depth is not
-    limited by the recursion limit.
+    siblings come in their folder's order (by name unless ordered),
+    parents before their children (pre-order) or after them
+    (``postorder``). Iterative: depth is not limited by the recursion
+    limit.
     """
     found: list[tuple[Any, Any, str]] = []
     if not IFolder.providedBy(top):

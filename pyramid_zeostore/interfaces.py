@@ -8,12 +8,16 @@ from zope.interface.interfaces import IObjectEvent as _IZopeObjectEvent
 
 
 class IFolder(ILocation):
-    """A persistent, BTree-backed mapping of names (``str``) to objects.
+    """A persistent, BTree-backed mapping of names (``str``) to objects,
+    sorted by name unless given an order.
 
     Children get ``__parent__``/``__name__`` when added and lose them when
     removed; adding and removing send object events through the Pyramid
     registry (see :mod:`pyramid_zeostore.events`).
     """
+
+    order = Attribute('The names in order (a tuple), or None when the '
+                      'folder is unordered; settable and deletable.')
 
     def __getitem__(name):
         """Return the object named ``name``; raise ``FolderKeyError``."""
@@ -28,7 +32,7 @@ class IFolder(ILocation):
         """Return the number of objects (O(1))."""
 
     def __iter__():
-        """Iterate over names in sorted order."""
+        """Iterate over names in order (sorted when unordered)."""
 
     def keys(min=None, max=None, excludemin=False, excludemax=False):
         """Return a lazy sequence of the names, optionally a range."""
@@ -42,6 +46,20 @@ class IFolder(ILocation):
     def page(start=0, size=50, after=None):
         """Return a list of at most ``size`` (name, object) pairs."""
 
+    def is_ordered():
+        """Return True if the folder has an order of its own."""
+
+    def set_order(names):
+        """Order the children as ``names`` (each exactly once); None
+        unsets the order."""
+
+    def unset_order():
+        """Make the folder unordered: sorted by name."""
+
+    def reorder(names, before=None):
+        """Move the children ``names`` to just before ``before`` (or to
+        the end) in an ordered folder."""
+
     def validate_name(name):
         """Return ``name`` if it may name a child; raise otherwise."""
 
@@ -54,10 +72,14 @@ class IFolder(ILocation):
     def __delitem__(name):
         """Same as ``remove(name)``."""
 
-    def add(name, other, send_events=True, registry=None):
+    def add(name, other, send_events=True, moving=None, registry=None):
         """Add ``other`` as ``name``; return the name."""
 
-    def remove(name, send_events=True, registry=None):
+    def add_next(other, prefix='', send_events=True, registry=None):
+        """Add ``other`` under the next free ``prefix`` + number name;
+        return the name."""
+
+    def remove(name, send_events=True, moving=None, registry=None):
         """Remove the object named ``name`` and return it."""
 
     def pop(name, default=None, send_events=True, registry=None):
@@ -83,7 +105,9 @@ class IObjectEvent(_IZopeObjectEvent):
     """An object was (or is about to be) added to or removed from a folder.
 
     Adding or removing a folder sends one event per object of its subtree;
-    ``top`` tells them apart from the event of the object itself.
+    ``top`` tells them apart from the event of the object itself. Each
+    event reaches the subscribers of ``(event,)``, ``(event, object)`` and
+    ``(event, object, parent)``.
     """
 
     object = Attribute('The object the event is about.')
@@ -93,13 +117,17 @@ class IObjectEvent(_IZopeObjectEvent):
     top = Attribute('The object passed to add/remove/move/copy: '
                     '``object`` itself, or an ancestor of it when the '
                     'event is for a descendant.')
-    moving = Attribute('True when the event is part of a move or rename.')
+    moving = Attribute('None, or during a move or rename the other folder '
+                       '(Substance D): the folder ``top`` goes to in the '
+                       'removal events, the one it comes from in the add '
+                       'events.')
     old_parent = Attribute('Moving: the folder ``top`` comes from, else None.')
     old_name = Attribute('Moving: the name ``top`` had, else None.')
     new_parent = Attribute('Moving: the folder ``top`` goes to, else None.')
     new_name = Attribute('Moving: the name ``top`` gets, else None.')
     copied_from = Attribute('Copying: the original ``top`` was copied '
                             'from, else None.')
+    duplicating = Attribute('Substance D\'s name for ``copied_from``.')
 
 
 class IObjectWillBeAdded(IObjectEvent):

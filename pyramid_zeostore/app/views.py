@@ -29,6 +29,7 @@ from pyramid.httpexceptions import (
 from pyramid.response import Response
 from pyramid.traversal import quote_path_segment, resource_path
 
+from ..exceptions import FolderKeyError
 from ..folder import Folder
 from ..interfaces import IZeostoreAppSettings
 from .content import (
@@ -157,7 +158,15 @@ def folder_page(context: Folder, request: Any) -> dict:
     size = _int_param(request, 'size', PAGE_SIZE, MAX_PAGE_SIZE)
     after = request.GET.get('after') or None
     # One more than the page tells whether there is a next one.
-    found = context.page(start, size + 1, after=after)
+    try:
+        found = context.page(start, size + 1, after=after)
+    except FolderKeyError:
+        # An ordered folder pages by position: ``after`` must be a child
+        # (one deleted since the last page was served is not).
+        raise bad_request(
+            f'?after={after!r}: no child of that name in this ordered '
+            'folder; start again from the first page'
+        ) from None
     # Paths from the folder's own and the names: the children stay
     # ghosts (their class says folder or item without loading them).
     base = resource_path(context).rstrip('/') + '/'

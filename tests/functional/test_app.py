@@ -119,6 +119,28 @@ def test_pagination_and_next_links(app):
     app.get('/f?start=10001', status=400)  # deeper: use after=
 
 
+def test_an_ordered_folder_pages_by_position(app):
+    app.post_json('/', {'name': 'o', 'type': 'folder'}, headers=H)
+    for name in ('c', 'a', 'b'):
+        app.post_json('/o', {'name': name}, headers=H)
+    router = app.app
+    db = get_databases(router.registry).get('')
+    conn = db.open()
+    try:
+        conn.root()['app_root']['o'].set_order(['c', 'a', 'b'])
+        conn.transaction_manager.commit()
+    finally:
+        conn.close()
+    page = app.get('/o?size=2', headers=JSON).json
+    assert [i['name'] for i in page['items']] == ['c', 'a']
+    assert page['next'] == '/o/?after=a&size=2'
+    rest = app.get(page['next'], headers=JSON).json
+    assert [i['name'] for i in rest['items']] == ['b']
+    # a name no longer there (deleted since): a 400 that says so, no 500
+    res = app.get('/o?after=gone', headers=JSON, status=400)
+    assert 'ordered folder' in res.json['message']
+
+
 def test_browser_form_posts_with_csrf_token(app):
     app.authorization = None
     login = app.get('/@@login').forms[0]

@@ -16,7 +16,9 @@ from pyramid import testing
 from pyramid.registry import Registry
 from pyramid.threadlocal import get_current_registry
 from ZODB.blob import Blob
+from zope.interface import Interface, implementer
 from zope.interface.interfaces import IObjectEvent as IZopeObjectEvent
+from zope.interface.registry import Components
 from zope.interface.verify import verifyClass, verifyObject
 
 from pyramid_zeostore.events import (
@@ -139,6 +141,21 @@ def test_event_attributes_and_repr():
     assert (moved.old_name, moved.new_parent, moved.new_name) == (
         't', other, 'u')
     assert repr(moved).endswith(' (moving)>')
+
+
+def test_event_moving_is_the_other_folder():
+    obj, source, target = Item(), Folder(), Folder()
+    where = {'old_parent': source, 'old_name': 'a', 'new_parent': target,
+             'new_name': 'b'}
+    for cls in (ObjectWillBeRemoved, ObjectRemoved):
+        assert cls(obj, source, 'a', **where).moving is target
+    for cls in (ObjectWillBeAdded, ObjectAdded, ObjectEvent):
+        assert cls(obj, target, 'b', **where).moving is source
+    explicit = ObjectRemoved(obj, source, 'a', moving=target)
+    assert explicit.moving is target and explicit.old_parent is None
+    assert repr(explicit).endswith(' (moving)>')
+    copied = ObjectAdded(obj, target, 'b', copied_from=source)
+    assert copied.duplicating is source and copied.moving is None
 
 
 # -- construction and reading ------------------------------------------------
@@ -554,6 +571,107 @@ def test_will_be_subscriber_can_veto(veto):
         testing.tearDown()
 
 
+class IMarked(Interface):
+    """A content type subscribers can be registered for."""
+
+
+@implementer(IMarked)
+class Marked(Item):
+    """Content providing IMarked."""
+
+
+def test_typed_subscribers_get_the_event_and_the_object_once_each():
+    config = testing.setUp()
+    try:
+        calls = []
+        config.add_subscriber(
+            lambda e: calls.append(('plain', type(e).__name__, e.name)),
+            IObjectAdded)
+        config.add_subscriber(
+            lambda e, o: calls.append(('typed', e.name, o)),
+            [IObjectAdded, IMarked])
+        config.add_subscriber(
+            lambda e, o, p: calls.append(('container', e.name, o, p)),
+            [IObjectAdded, IMarked, IFolder])
+        config.add_subscriber(
+            lambda e, o: calls.append(('any', e.name)),
+            [IObjectWillBeRemoved, Interface])
+        folder, marked, item = Folder(), Marked(), Item()
+        folder['m'] = marked
+        folder['i'] = item
+        assert calls == [
+            ('plain', 'ObjectAdded', 'm'), ('typed', 'm', marked),
+            ('container', 'm', marked, folder),
+            ('plain', 'ObjectAdded', 'i')]  # Item is not IMarked
+        del calls[:]
+        folder.remove('i')
+        folder.add('n', 7)  # a value that provides nothing but Interface
+        assert calls == [('any', 'i'), ('plain', 'ObjectAdded', 'n')]
+    finally:
+        testing.tearDown()
+
+
+def test_no_event_is_made_when_nothing_subscribes(monkeypatch):
+    import pyramid_zeostore.folder as module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('made an event or walked a subtree')
+
+    for name in ('ObjectWillBeAdded', 'ObjectAdded', 'ObjectWillBeRemoved',
+                 'ObjectRemoved', '_subtree'):
+        monkeypatch.setattr(module, name, refuse)
+    testing.setUp()  # a registry with nothing subscribed
+    try:
+        assert get_current_registry().has_listeners is False
+        a, b = Folder(), Folder()
+        a['t'] = tree()
+        a.rename('t', 'u')
+        a.move('u', b)
+        b.copy('u', a)
+        b.replace('u', Item())
+        a.add_next(Item())
+        b.remove('u')
+        a.clear()
+    finally:
+        testing.tearDown()
+
+
+def test_a_bare_component_registry_gets_every_shape():
+    registry = Components('bare')  # no notify(), no has_listeners
+    seen = []
+    registry.registerHandler(lambda e: seen.append(1), (IObjectAdded,))
+    registry.registerHandler(lambda e, o: seen.append(2),
+                             (IObjectAdded, IMarked))
+    registry.registerHandler(lambda e, o, p: seen.append(3),
+                             (IObjectAdded, Interface, Interface))
+    Folder().add('m', Marked(), registry=registry)
+    assert seen == [1, 2, 3]
+
+
+def test_subtree_events_one_per_object_unlike_substanced(events):
+    """repoze.folder and Substance D send one event, for the object
+    added or removed; here each object of its subtree gets its own, and
+    a subscriber that wants one per call keeps those of ``top``."""
+    parent = Folder()
+    top = tree()  # 6 objects below it
+    del events[:]
+    parent.add('t', top)
+    parent.remove('t')
+    assert len(events) == 4 * 7
+    tops = [e for e in events if e.object is e.top]
+    assert kinds(tops) == [
+        ('ObjectWillBeAdded', 't'), ('ObjectAdded', 't'),
+        ('ObjectWillBeRemoved', 't'), ('ObjectRemoved', 't')]
+    # removal: every WillBeRemoved (children first), then every Removed
+    removal = events[14:]
+    assert [e.name for e in removal[:7]] == [
+        'a', 'y', 'deep', 'x', 'sub', 'z', 't']
+    assert [type(e) for e in removal] == (
+        [ObjectWillBeRemoved] * 7 + [ObjectRemoved] * 7)
+    deep = next(e for e in removal if e.name == 'deep')
+    assert deep.parent is top['sub'] and deep.top is top
+
+
 # -- move and rename ----------------------------------------------------------
 
 def test_move_between_folders(events):
@@ -632,12 +750,66 @@ def test_rename(events):
     assert folder.rename('old', 'new') is item
     assert list(folder) == ['new', 'other'] and len(folder) == 2
     assert item.__name__ == 'new' and item.__parent__ is folder
-    assert [e.moving for e in events] == [True] * 4
+    assert [e.moving for e in events] == [folder] * 4
     assert events[0].old_name == 'old' and events[-1].new_name == 'new'
     assert events[0].old_parent is events[-1].new_parent is folder
     with pytest.raises(FolderKeyError):
         folder.rename('new', 'other')
     assert folder['new'] is item
+
+
+def test_move_events_carry_the_other_folder(events):
+    source, target = Folder(), Folder()
+    top = source['t'] = tree()
+    del events[:]
+    source.move('t', target)
+    removal, adding = events[:14], events[14:]
+    assert all(e.moving is target for e in removal)
+    assert all(e.moving is source for e in adding)
+    assert all(e.top is top and e.old_name == 't' for e in events)
+
+
+def test_remove_and_add_with_moving_make_a_move_of_ones_own(events):
+    source, target = Folder(), Folder()
+    item = source['n'] = Item()
+    del events[:]
+    assert source.remove('n', moving=target) is item
+    assert target.add('m', item, moving=source) == 'm'
+    will, removed, will_add, added = events
+    assert will.moving is removed.moving is target
+    assert (will.old_parent, will.old_name, will.new_parent) == (
+        source, 'n', target)
+    assert will_add.moving is added.moving is source
+    assert (added.old_parent, added.new_parent, added.new_name) == (
+        source, target, 'm')
+
+
+def test_a_subscriber_tells_a_move_from_a_delete():
+    config = testing.setUp()
+    try:
+        seen = []
+
+        def on_removal(event):
+            if event.object is event.top:
+                seen.append((event.name, 'delete' if event.moving is None
+                             else f'move to {event.moving.__name__}'))
+
+        config.add_subscriber(on_removal, IObjectWillBeRemoved)
+        root = Folder()
+        root['a'], root['b'] = Folder(), Folder()
+        a = root['a']
+        a['x'], a['y'], a['z'], a['w'] = Item(), Item(), Item(), Item()
+        a.move('x', root['b'])
+        a.rename('y', 'y2')
+        a.replace('z', Item())
+        del a['w']
+        source = a.copy('y2', a, 'y3')
+        a.remove('y3')
+        assert source.__name__ is None
+        assert seen == [('x', 'move to b'), ('y', 'move to a'),
+                        ('z', 'delete'), ('w', 'delete'), ('y3', 'delete')]
+    finally:
+        testing.tearDown()
 
 
 # -- replace ------------------------------------------------------------------
@@ -846,6 +1018,98 @@ def test_copy_committed_blob(tmp_path):
     finally:
         transaction.abort()
         database.close()
+
+
+# -- plain values ----------------------------------------------------------
+
+def test_plain_values_are_stored_as_they_are(events):
+    folder = Folder({'a': 1, 'b': 'text', 'c': (1, 2), 'k': Plain})
+    assert dict(folder.items()) == {'a': 1, 'b': 'text', 'c': (1, 2),
+                                    'k': Plain}
+    assert Plain.__parent__ is folder  # a class can carry attributes
+    folder['x'] = 5
+    other = Folder()
+    other['x'] = 5  # the same int object, in two folders
+    assert folder['x'] == other['x'] == 5 and len(folder) == 5
+    assert [(type(e).__name__, e.object) for e in events[-4:]] == [
+        ('ObjectWillBeAdded', 5), ('ObjectAdded', 5),
+        ('ObjectWillBeAdded', 5), ('ObjectAdded', 5)]
+    folder.rename('b', 'b2')
+    folder.move('c', other)
+    assert other.copy('c', folder, 'c2') == (1, 2)
+    assert folder.replace('a', 2) == 1
+    assert folder.remove('x') == 5 and folder.pop('b2') == 'text'
+    assert sorted(folder) == ['a', 'c2', 'k'] and folder['a'] == 2
+    assert sorted(other) == ['c', 'x']
+    folder.clear()
+    assert len(folder) == 0
+
+
+def test_plain_values_in_a_stored_folder(db):
+    conn = db.open()
+    folder = conn.root()['f'] = Folder({'n': 1, 's': 'text'})
+    folder['t'] = ('a', 2)
+    transaction.commit()
+    conn2 = db.open(transaction_manager=transaction.TransactionManager())
+    assert dict(conn2.root()['f'].items()) == {
+        'n': 1, 's': 'text', 't': ('a', 2)}
+    conn2.close()
+
+
+# -- add_next --------------------------------------------------------------
+
+def test_add_next_names_by_counting(events):
+    folder = Folder()
+    first, second = Item(), Item()
+    assert folder.add_next(first) == '0'
+    assert folder.add_next(second) == '1'
+    assert first.__name__ == '0' and second.__parent__ is folder
+    assert kinds(events) == [
+        ('ObjectWillBeAdded', '0'), ('ObjectAdded', '0'),
+        ('ObjectWillBeAdded', '1'), ('ObjectAdded', '1')]
+    folder['2'] = Item()  # taken by hand: skipped
+    folder['3'] = Item()
+    assert folder.add_next(Item()) == '4'
+    del folder['4']
+    assert folder.add_next(Item()) == '5'  # not given again
+    assert folder.add_next(Item(), prefix='doc-') == 'doc-0'
+    assert folder.add_next(Item(), 'doc-') == 'doc-1'
+    assert folder.add_next(Item(), prefix='cafe\u0301-') == 'caf\u00e9-0'
+    assert folder.add_next(Item(), prefix='caf\u00e9-') == 'caf\u00e9-1'
+    del events[:]
+    assert folder.add_next(7, send_events=False) == '6'
+    assert events == [] and folder['6'] == 7
+
+
+def test_add_next_refuses_a_bad_prefix_before_counting():
+    folder = Folder()
+    with pytest.raises(InvalidName, match='"@@"'):
+        folder.add_next(Item(), prefix='@@')
+    with pytest.raises(InvalidName, match='"/"'):
+        folder.add_next(Item(), prefix='a/')
+    with pytest.raises(TypeError, match='prefix must be a string, not int'):
+        folder.add_next(Item(), prefix=1)
+    assert folder._autonames is None and len(folder) == 0
+    placed = Folder()
+    placed['p'] = item = Item()
+    with pytest.raises(ValueError, match='already in'):
+        folder.add_next(item)
+    assert folder.add_next(Item()) == '0' and len(folder) == 1
+
+
+def test_add_next_writes_the_folder_once(db):
+    conn = db.open()
+    folder = conn.root()['f'] = Folder()
+    transaction.commit()
+    folder.add_next(Item())
+    assert folder._p_changed is True  # the counters, made now
+    transaction.commit()
+    folder.add_next(Item())
+    folder.add_next(Item(), registry=Registry('explicit'))
+    assert folder._p_changed is False
+    assert isinstance(folder._autonames[''], Length)
+    assert folder._autonames['']() == 3
+    transaction.commit()
 
 
 # -- persistence --------------------------------------------------------------
