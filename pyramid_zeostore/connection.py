@@ -214,11 +214,12 @@ def read_connection(request: Any, slot: ReadSlot, databases: Any) -> Any:
         slot.db = db
         # Kept open for good: make room in the pool for the requests.
         db.setPoolSize(db.getPoolSize() + 1)
-    else:
-        # What a transaction's begin() would do (the read tween begins
-        # none): see what others have committed since (with server_sync,
-        # a round trip to ZEO). Nothing was read through it yet.
-        conn.newTransaction(None)
+    # What a transaction's begin() would do (the read tween begins none):
+    # see what others have committed since (with server_sync, a round
+    # trip to ZEO). Also just after open(), which polls without that
+    # round trip: a thread's first read must not miss a commit made a
+    # moment before in another process.
+    conn.newTransaction(None)
     return conn
 
 

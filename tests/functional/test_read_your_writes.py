@@ -23,10 +23,10 @@ ROUNDS = 30
 pytestmark = pytest.mark.slow
 
 
-def serve(zeo_server, servers, directory):
+def serve(zeo_server, servers, directory, **uri):
     directory.mkdir()
     ini = fconf.write_ini(
-        directory, zeo_server.uri(),
+        directory, zeo_server.uri(**uri), threads=1,
         **{'pyramid.includes': 'tests.functional.workerpid',
            'zeostore_test.invalidation_delay': '0.1'},
     )
@@ -84,3 +84,23 @@ def test_without_the_cookie_another_process_can_be_stale(
     print(f'\nwithout the cookie: {stale} of {ROUNDS} reads missed '
           'their write')
     assert stale > 0
+
+
+def test_with_server_sync_a_threads_first_read_sees_a_fresh_write(
+    zeo_server, servers, tmp_path
+):
+    """server_sync: every read makes its round trip, the first one of a
+    thread too (its kept connection opened without one)."""
+    here = serve(zeo_server, servers, tmp_path / 'here')
+    there = serve(zeo_server, servers, tmp_path / 'there',
+                  server_sync='true')
+    # 'there' has its database open (a write: a pooled connection), but
+    # its one thread has made no read yet
+    resp, body = request(there.port, 'POST', '/', json.dumps(
+        {'name': 'warm', 'type': 'item'}).encode())
+    assert resp.status == 201, body
+    resp, body = request(here.port, 'POST', '/', json.dumps(
+        {'name': 'fresh', 'type': 'item'}).encode())
+    assert resp.status == 201, body
+    resp, body = request(there.port, 'GET', '/fresh?format=json')
+    assert resp.status == 200, body
