@@ -167,6 +167,7 @@ def includeme(config: Configurator) -> None:
     for name in ('', 'increment', 'login', 'logout'):
         config.add_view(not_allowed, name=name, cross_site=False,
                         **anyone)
+    config.include('pyramid_zeostore.manage')  # the object browser
     config.add_exception_view(login_views.forbidden_view,
                               context=HTTPForbidden)
     config.add_exception_view(login_views.bad_token_view,

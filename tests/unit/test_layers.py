@@ -29,7 +29,7 @@ FLOORS = {
     'request': ('connection', 'root', 'request', 'contention', 'metrics'),
     'tweens': ('tweens',),
     'faces': (
-        'health', 'errorviews', 'app', 'app.*', 'cli',
+        'health', 'errorviews', 'app', 'app.*', 'manage', 'manage.*', 'cli',
         'commands', 'commands.*', 'pshell', 'scripting', 'testing', '',
     ),
 }
