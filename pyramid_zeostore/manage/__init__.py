@@ -44,3 +44,6 @@ def includeme(config: Any) -> None:
                     request_method='POST', **MANAGE)
     config.add_view(views.edit, name='manage-edit', request_method='POST',
                     **MANAGE)
+    config.include('pyramid_zeostore.manage.clipboard')
+    config.include('pyramid_zeostore.manage.history')
+    config.include('pyramid_zeostore.manage.database')

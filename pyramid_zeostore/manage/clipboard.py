@@ -1,0 +1,9 @@
+"""(being written)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def includeme(config: Any) -> None:
+    """Register this module's pages."""
