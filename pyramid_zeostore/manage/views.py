@@ -309,17 +309,27 @@ def _chosen(context: Folder, request: Any, params: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def confirm_delete(context: Folder, request: Any) -> Any:
-    """What a delete would remove: the chosen children and, for folders,
-    how many objects they hold."""
-    names = _chosen(context, request, request.GET)
+def confirm_delete(context: Folder, request: Any,
+                   names: list[str] | None = None) -> Any:
+    """What a delete would remove: the chosen children (``?name=``, or
+    ``names``) and, for folders, how many objects they hold."""
+    if names is None:
+        try:
+            names = _chosen(context, request, request.GET)
+        except HTTPBadRequest as e:
+            return contents(context, request, status=400,
+                            errors={'delete': e.detail})
     rows = [child_row(request, name, context[name]) for name in names]
     return page(request, 'delete.jinja2', context=context,
                 crumbs=breadcrumbs(request, context), rows=rows)
 
 
 def delete(context: Folder, request: Any) -> Any:
-    names = _chosen(context, request, request.POST)
+    try:
+        names = _chosen(context, request, request.POST)
+    except HTTPBadRequest as e:
+        return contents(context, request, status=400,
+                        errors={'delete': e.detail})
     paths = [resource_path(context[name]) for name in names]
     for name in names:
         context.remove(name)

@@ -157,7 +157,7 @@ def test_rename_and_delete_after_a_confirmation(router, boss):
     pick = boss.get('/@@manage').forms['pick-form']
     for box in pick.fields['name']:
         box.checked = True
-    confirm = pick.submit()
+    confirm = pick.submit('do', value='delete', headers=ORIGIN).follow()
     assert 'Delete 2 children?' in confirm.text
     assert '1 children' in confirm.text  # what 'renamed' holds
     confirm.forms['delete-form'].submit(headers=ORIGIN, status=303)
