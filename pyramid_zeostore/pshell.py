@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from transaction.interfaces import NoTransaction
-
+from . import compat
 from .connection import get_connection, get_databases
 
 
@@ -51,13 +50,5 @@ def setup(env: dict[str, Any]) -> Iterator[None]:
     finally:
         # Whatever was not committed is dropped, also after a failed
         # commit() or a tm.commit() that left no transaction behind.
-        if _active(tm):
+        if compat.current_transaction(tm) is not None:
             tm.abort()
-
-
-def _active(tm: Any) -> bool:
-    try:
-        tm.get()
-    except NoTransaction:
-        return False
-    return True

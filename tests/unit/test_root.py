@@ -25,9 +25,13 @@ from pyramid_zeostore import (
     Folder,
     PersistentApplicationFinder,
     bootstrap,
+    check_databases,
     get_connection,
+    get_databases,
     parse_settings,
 )
+from pyramid_zeostore.connection import wait_available
+from pyramid_zeostore.environ import OPEN_FAILED
 from pyramid_zeostore.databases import close_all
 from pyramid_zeostore.probe import client_storage as _client_storage
 
@@ -300,3 +304,31 @@ def test_a_sql_server_that_is_not_there_is_unavailable(monkeypatch):
     spec = dataclasses.replace(spec, factory=bug)
     with pytest.raises(KeyError):
         Databases((spec,), 0.1).get()
+
+
+def test_check_databases_bootstraps_and_closes():
+    config = testing.setUp(settings={'zodb_uri': 'memory://'})
+    try:
+        config.include('pyramid_zeostore')
+        config.commit()
+        databases = get_databases(config.registry)
+        check_databases(config.registry)
+        assert not databases.is_open  # closed again
+        assert databases.bootstrapped is False  # reopened: bootstrap again
+    finally:
+        testing.tearDown()
+
+
+def test_a_request_whose_open_failed_does_not_wait_again():
+    config = testing.setUp(settings={'zodb_uri': 'memory://'})
+    try:
+        config.include('pyramid_zeostore')
+        config.commit()
+        request = testing.DummyRequest()
+        request.registry = config.registry
+        request.environ[OPEN_FAILED] = True
+        with pytest.raises(DatabaseUnavailable):
+            wait_available(request)
+        assert not get_databases(config.registry).is_open  # none tried
+    finally:
+        testing.tearDown()
