@@ -31,8 +31,8 @@ from pyramid_zeostore import (
     parse_settings,
 )
 from pyramid_zeostore.connection import wait_available
-from pyramid_zeostore.environ import OPEN_FAILED
 from pyramid_zeostore.databases import close_all
+from pyramid_zeostore.environ import OPEN_FAILED
 from pyramid_zeostore.probe import client_storage as _client_storage
 
 
