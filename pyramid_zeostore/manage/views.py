@@ -42,6 +42,12 @@ PARSERS = {
     'json': json.loads,
 }
 MAX_FIELD = 65536
+#: what each type's value must be, for the form's error message
+EXPECTED = {
+    'str': 'text', 'int': 'a whole number', 'float': 'a number',
+    'bool': 'true or false', 'date': 'a date (YYYY-MM-DD)',
+    'json': 'JSON',
+}
 
 
 def manage_url(request: Any, obj: Any, view: str = 'manage',
@@ -64,9 +70,13 @@ def breadcrumbs(request: Any, obj: Any) -> list[tuple[str, str]]:
 
 
 def note(request: Any, text: str) -> None:
-    """Say on this request's transaction who did what (undo log, history)."""
+    """Say on this request's transaction who did what (undo log, history),
+    in place of the request path pyramid_tm put there."""
     txn = request.tm.get()
-    txn.note(text)
+    if txn.description == request.path_info:
+        txn.description = text
+    else:
+        txn.note(text)
     userid = request.authenticated_userid
     if userid:
         txn.user = str(userid)
@@ -363,7 +373,7 @@ def edit(context: Any, request: Any) -> Any:
         try:
             value = parser(text)
         except (ValueError, KeyError, TypeError) as e:
-            errors['value'] = (f'{text[:80]!r} is not a {kind}'
+            errors['value'] = (f'{text[:80]!r} is not {EXPECTED[kind]}'
                                + (f': {e}' if kind in ('json', 'date')
                                   else ''))
         else:

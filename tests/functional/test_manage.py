@@ -206,9 +206,9 @@ def test_edit_checks_types_on_the_same_page(router, boss):
     finally:
         conn.close()
     cases = [
-        ('count', 'int', 'abc', "'abc' is not a int"),
-        ('when', 'date', '2026-13-01', 'is not a date'),
-        ('flag', 'bool', 'maybe', 'is not a bool'),
+        ('count', 'int', 'abc', "'abc' is not a whole number"),
+        ('when', 'date', '2026-13-01', 'is not a date (YYYY-MM-DD)'),
+        ('flag', 'bool', 'maybe', 'is not true or false'),
         ('data', 'json', '3', 'expected a JSON list or object'),
         ('_p_secret', 'str', 'x', 'expected a name of letters'),
     ]

@@ -1,0 +1,1 @@
+"""The object browser in a real browser: Chromium driven by Selenium."""
