@@ -28,12 +28,12 @@ import json
 import pytest
 from selenium.common.exceptions import (
     NoSuchElementException,
+    StaleElementReferenceException,
     WebDriverException,
 )
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -68,22 +68,32 @@ def status(driver) -> int | None:
         "return e ? e.responseStatus : null;")
 
 
+def gone(element):
+    """A wait condition: ``element`` left the document (its page was
+    replaced). Selenium's ``staleness_of``, but Chrome now and then says
+    so with "Node with given id does not belong to the document" rather
+    than a stale element reference, which the wait does not expect."""
+
+    def check(driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if 'does not belong to the document' in str(e):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def send(driver, action) -> None:
     """Do ``action()`` (a click, ENTER), which loads another page, and
     wait until that page has replaced this one."""
     old = driver.find_element(By.TAG_NAME, 'html')
-    try:
-        action()
-    except WebDriverException as e:
-        # After a read of the accessibility tree (CDP), chromedriver now
-        # and then loses its own DOM node ids ("Node with given id does not
-        # belong to the document"): the same click, through the page.
-        element = getattr(action, '__self__', None)
-        if element is None or 'does not belong to the document' not in str(
-                e):
-            raise
-        driver.execute_script('arguments[0].click()', element)
-    wait(driver).until(EC.staleness_of(old))
+    action()
+    wait(driver).until(gone(old))
     wait(driver).until(
         lambda d: d.execute_script('return document.readyState')
         == 'complete')
