@@ -249,19 +249,27 @@ def _text(value: Any) -> str:
 # -- writes -------------------------------------------------------------------
 
 
+def new_name(context: Folder, name: str) -> tuple[str, str | None]:
+    """``name`` checked as a new child's: (the name as stored, and what
+    is wrong with it or None)."""
+    try:
+        name = context.validate_name(name)
+    except (TypeError, ValueError) as e:
+        return name, str(e)
+    if name in context:
+        return name, f'{name!r} exists already'
+    return name, None
+
+
 def add(context: Folder, request: Any) -> Any:
     """Add a folder or an item, with attributes given as JSON."""
     name = _field(request, 'name')
     kind = _field(request, 'kind')
     raw = _field(request, 'attributes', required=False).strip()
     errors = {}
-    try:
-        name = context.validate_name(name)
-    except (TypeError, ValueError) as e:
-        errors['name'] = str(e)
-    else:
-        if name in context:
-            errors['name'] = f'{name!r} exists already'
+    name, problem = new_name(context, name)
+    if problem:
+        errors['name'] = problem
     if kind not in KINDS:
         errors['kind'] = 'expected folder or item'
     attrs: Any = {}
@@ -294,13 +302,9 @@ def rename(context: Folder, request: Any) -> Any:
     if old not in context:
         errors['rename'] = f'no child named {old!r}'
     else:
-        try:
-            new = context.validate_name(new)
-        except (TypeError, ValueError) as e:
-            errors['rename'] = str(e)
-        else:
-            if new in context:
-                errors['rename'] = f'{new!r} exists already'
+        new, problem = new_name(context, new)
+        if problem:
+            errors['rename'] = problem
     if errors:
         return contents(context, request, status=400, errors=errors)
     before = resource_path(context[old])

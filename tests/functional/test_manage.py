@@ -15,17 +15,21 @@ import html
 import re
 
 import pytest
-import transaction
 from persistent import Persistent
 from persistent.mapping import PersistentMapping
 from webtest import TestApp
 
-from pyramid_zeostore import Folder, get_databases, main
+from pyramid_zeostore import Folder, get_databases
 from pyramid_zeostore.app.content import Item
-from pyramid_zeostore.app.users import add_user
 
-SECRET = 'x' * 40
-ORIGIN = {'Origin': 'http://localhost'}
+from .managesupport import (
+    BOSS,
+    ORIGIN,
+    app_root,
+    last_transaction,
+    login,
+    make_router,
+)
 
 
 class Strange(Persistent):
@@ -48,39 +52,15 @@ class Opaque:
 
 @pytest.fixture
 def router(zeo_server):
-    router = main({}, zodb_uri=zeo_server.uri(),
-                  **{'zeostore.secret': SECRET})
-    db = get_databases(router.registry).get('')
-    add_user(db, 'boss', 'pw-boss-1', 'manager')
-    add_user(db, 'ed', 'pw-ed-12', 'editor')
+    router = make_router(zeo_server.uri(), users=(
+        BOSS + ('manager',), ('ed', 'pw-ed-12', 'editor')))
     yield router
     get_databases(router.registry).close()
 
 
-def login(router, name, password) -> TestApp:
-    app = TestApp(router, extra_environ={'HTTP_HOST': 'localhost'})
-    form = app.get('/@@login').forms[0]
-    form['name'], form['password'] = name, password
-    assert form.submit(headers=ORIGIN).status_int == 303
-    return app
-
-
 @pytest.fixture
 def boss(router):
-    return login(router, 'boss', 'pw-boss-1')
-
-
-def app_root(router):
-    """The app root on a connection of the test's own."""
-    db = get_databases(router.registry).get('')
-    tm = transaction.TransactionManager()
-    conn = db.open(transaction_manager=tm)
-    return conn, tm, conn.root()['app_root']
-
-
-def last_transaction(router) -> dict:
-    db = get_databases(router.registry).get('')
-    return db.undoLog(0, 1)[0]
+    return login(router, *BOSS)
 
 
 def test_only_managers_see_it(router):

@@ -20,17 +20,21 @@ import signal
 import time
 
 import pytest
-import transaction
 from persistent import Persistent
 from persistent.mapping import PersistentMapping
-from webtest import TestApp
 
-from pyramid_zeostore import Folder, get_databases, main
+from pyramid_zeostore import Folder, get_databases
 from pyramid_zeostore.app.content import Item
 from pyramid_zeostore.app.users import add_user
 
-SECRET = 'x' * 40
-ORIGIN = {'Origin': 'http://localhost'}
+from .managesupport import (
+    BOSS,
+    ORIGIN,
+    app_root,
+    last_transaction,
+    login,
+    make_router,
+)
 
 
 class Strange(Persistent):
@@ -67,13 +71,6 @@ class Opaque:
     __hash__ = object.__hash__
 
 
-def make_router(uri, **more):
-    router = main({}, zodb_uri=uri, **{'zeostore.secret': SECRET}, **more)
-    add_user(get_databases(router.registry).get(''), 'boss', 'pw-boss-1',
-             'manager')
-    return router
-
-
 @pytest.fixture
 def router(zeo_server):
     router = make_router(zeo_server.uri())
@@ -81,25 +78,9 @@ def router(zeo_server):
     get_databases(router.registry).close()
 
 
-def login(router, name, password) -> TestApp:
-    app = TestApp(router, extra_environ={'HTTP_HOST': 'localhost'})
-    form = app.get('/@@login').forms[0]
-    form['name'], form['password'] = name, password
-    assert form.submit(headers=ORIGIN).status_int == 303
-    return app
-
-
 @pytest.fixture
 def boss(router):
-    return login(router, 'boss', 'pw-boss-1')
-
-
-def app_root(router):
-    """The app root on a connection of the test's own."""
-    db = get_databases(router.registry).get('')
-    tm = transaction.TransactionManager()
-    conn = db.open(transaction_manager=tm)
-    return conn, tm, conn.root()['app_root']
+    return login(router, *BOSS)
 
 
 def commit(tm, note, user='script'):
@@ -107,11 +88,6 @@ def commit(tm, note, user='script'):
     txn.note(note)
     txn.user = user
     tm.commit()
-
-
-def last_transaction(router) -> dict:
-    db = get_databases(router.registry).get('')
-    return db.undoLog(0, 1)[0]
 
 
 def text_of(res) -> str:
