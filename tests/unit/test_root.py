@@ -306,29 +306,27 @@ def test_a_sql_server_that_is_not_there_is_unavailable(monkeypatch):
         Databases((spec,), 0.1).get()
 
 
-def test_check_databases_bootstraps_and_closes():
+@pytest.fixture
+def registry():
+    """A registry with pyramid_zeostore on memory://, nothing opened."""
     config = testing.setUp(settings={'zodb_uri': 'memory://'})
-    try:
-        config.include('pyramid_zeostore')
-        config.commit()
-        databases = get_databases(config.registry)
-        check_databases(config.registry)
-        assert not databases.is_open  # closed again
-        assert databases.bootstrapped is False  # reopened: bootstrap again
-    finally:
-        testing.tearDown()
+    config.include('pyramid_zeostore')
+    config.commit()
+    yield config.registry
+    testing.tearDown()
 
 
-def test_a_request_whose_open_failed_does_not_wait_again():
-    config = testing.setUp(settings={'zodb_uri': 'memory://'})
-    try:
-        config.include('pyramid_zeostore')
-        config.commit()
-        request = testing.DummyRequest()
-        request.registry = config.registry
-        request.environ[OPEN_FAILED] = True
-        with pytest.raises(DatabaseUnavailable):
-            wait_available(request)
-        assert not get_databases(config.registry).is_open  # none tried
-    finally:
-        testing.tearDown()
+def test_check_databases_bootstraps_and_closes(registry):
+    databases = get_databases(registry)
+    check_databases(registry)
+    assert not databases.is_open  # closed again
+    assert databases.bootstrapped is False  # reopened: bootstrap again
+
+
+def test_a_request_whose_open_failed_does_not_wait_again(registry):
+    request = testing.DummyRequest()
+    request.registry = registry
+    request.environ[OPEN_FAILED] = True
+    with pytest.raises(DatabaseUnavailable):
+        wait_available(request)
+    assert not get_databases(registry).is_open  # none tried
