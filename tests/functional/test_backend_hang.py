@@ -151,7 +151,10 @@ def test_postgres_stopped_under_load(
         stopped_at = time.monotonic()
         for pid in targets:
             stopped.append(pid)  # first: the finally continues it
-            os.kill(pid, signal.SIGSTOP)
+            # A short-lived child of the cluster (an autovacuum worker, a
+            # backend that just ended) may be gone since it was listed.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         # libpq's connect_timeout, meanwhile: a new connection
         probe = fresh_connection(pg, dbname)
         time.sleep(max(0.0, stopped_at + PAUSE - time.monotonic()))
