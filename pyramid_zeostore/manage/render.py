@@ -82,9 +82,10 @@ def show(value: Any, depth: int = 0) -> Shown:
         text, more = _cut(value)
         return Shown('text', name, text=text, more=more)
     if isinstance(value, (bytes, bytearray)):
-        text, more = _cut(bytes(value[:MAX_TEXT]).hex(' '))
-        return Shown('text', name, text=text,
-                     more=max(0, len(value) - MAX_TEXT))
+        # Three characters a byte ('ff '): as many bytes as fit.
+        head = bytes(value[:MAX_TEXT // 3])
+        return Shown('text', name, text=head.hex(' '),
+                     more=len(value) - len(head))
     if isinstance(value, (datetime.date, datetime.time,
                           datetime.timedelta)):
         return Shown('text', name, text=value.isoformat()

@@ -236,3 +236,52 @@ def test_keyset_pages_and_a_folders_own_attributes(router, boss):
     own = boss.get('/big/@@manage-object')
     assert '_data' in own.text
     assert 'pyramid_zeostore.folder.FolderTree' in own.text
+
+
+def test_refusals_are_pages_with_the_reason(router, boss):
+    conn, tm, root = app_root(router)
+    try:
+        root['docs'] = Folder()
+        root['thing'] = Item(tree=PersistentMapping(), n=1)
+        tm.commit()
+        loose = root['thing'].tree  # persistent, with no path
+        loose_oid = f"{int.from_bytes(loose._p_oid, 'big'):x}"
+    finally:
+        conn.close()
+    token = boss.get('/@@manage').forms['add-form']['csrf_token'].value
+
+    def post(path, status, **fields):
+        return boss.post(path, {'csrf_token': token, **fields},
+                         headers=ORIGIN, status=status)
+
+    res = post('/@@manage-add', 400, name='x', kind='gadget')
+    assert 'expected folder or item' in res.text
+    res = post('/@@manage-add', 400, name='x', kind='item',
+               attributes='[1, 2]')
+    assert 'expected a JSON object of attribute names' in res.text
+    post('/@@manage-add', 400, name='', kind='item')  # required
+    post('/@@manage-add', 400, name='x' * 70000, kind='item')  # too long
+    res = post('/@@manage-rename', 400, old='nosuch', new='y')
+    assert 'no child named' in html.unescape(res.text)
+    res = post('/@@manage-rename', 400, old='docs', new='thing')
+    assert 'exists already' in html.unescape(res.text)
+    res = post('/thing/@@manage-edit', 400, attribute='tree', type='str',
+               value='x')
+    assert 'not editable here' in res.text
+    res = post('/thing/@@manage-edit', 400, attribute='n', type='complex',
+               value='1j')
+    assert 'expected one of' in res.text
+    boss.get('/@@manage?after=zzz', status=200)  # unordered: keyset
+    boss.get('/@@manage/other/1', status=404)
+    boss.get('/@@manage/oid/00000000000000ffff', status=404)
+    # an object without a path is edited through the root, by oid
+    res = post(f'/@@manage-edit?oid={loose_oid}', 303, attribute='note',
+               type='str', value='hi')
+    assert res.location.endswith(f'/@@manage/oid/{int(loose_oid, 16):016x}')
+    conn, tm, root = app_root(router)
+    try:
+        assert root['thing'].tree.note == 'hi'
+    finally:
+        conn.close()
+    assert f'set note of oid {int(loose_oid, 16):016x}' in str(
+        last_transaction(router)['description'])
