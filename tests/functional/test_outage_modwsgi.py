@@ -63,6 +63,9 @@ CLIENTS = 6
 #: the same bound on a wait for ZEO as the gunicorn fault tests
 CONNECT_TIMEOUT = '1'
 STARTUP_WARNING = 'did not answer at startup'
+#: seconds for a daemon's ZEO client to see the server's socket close: a
+#: read begun sooner may be answered 200 from its connection's cache
+NOTICE = 1.0
 #: what mod_wsgi or Apache log when a request or a daemon failed: an
 #: exception out of the app or its script, a daemon that died with requests
 #: in flight or never answered, a request no daemon took in time
@@ -232,10 +235,12 @@ def test_daemons_recycling_through_an_outage(site, record_property):
     late_503 = [c for c in result.calls
                 if c.status == 503 and c.start > restarted_at + RETURN_BOUND]
     outage = [c for c in result.calls if c.status == 503]
-    # the answers to requests sent and answered while ZEO was down
+    # the answers to requests sent and answered while ZEO was down (after
+    # a moment for the daemons' clients to see its socket close: a read
+    # begun before that is served from the connection's cache, a 200)
     during = collections.Counter(
         c.status for c in result.calls
-        if c.start > stopped_at and c.end < restarted_at
+        if c.start > stopped_at + NOTICE and c.end < restarted_at
     )
     warned = modwsgi.log_pids(log, STARTUP_WARNING)
     started = modwsgi.log_pids(log, 'Starting daemon process')
