@@ -14,12 +14,13 @@ from typing import Any, Iterable, Iterator
 from pyramid.paster import get_appsettings
 
 from ..exceptions import CommandError
+from ..progress import Progress
 from ..settings import DatabaseSpec, ZeostoreSettings, parse_settings
 
 __all__ = [
-    'CommandError', 'add_ini', 'add_zeo_conf', 'app_settings', 'human',
-    'load_settings', 'quiet_logger', 'select', 'split_config_uri',
-    'zeo_conf_path',
+    'CommandError', 'add_ini', 'add_quiet', 'add_zeo_conf', 'app_settings',
+    'human', 'load_settings', 'progress', 'quiet_logger', 'select',
+    'split_config_uri', 'zeo_conf_path',
 ]
 
 
@@ -34,6 +35,26 @@ def add_ini(parser: argparse.ArgumentParser) -> None:
         '--app-name', default=None, metavar='NAME',
         help='the [app:NAME] section to read (default: main)',
     )
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress (a bar on a terminal, a line every
+    ``PZEO_PROGRESS_INTERVAL`` seconds in a pipe) for long work."""
+    parser.add_argument(
+        '-q', '--quiet', action='store_true',
+        help='show no progress (default: a bar on a terminal, a line '
+        'every 10 s in a pipe or log)',
+    )
+
+
+def progress(
+    args: argparse.Namespace, desc: str, total: int | None = None,
+    unit: str = 'records',
+) -> Progress:
+    """The progress of a command's long work, on standard error; off with
+    ``--quiet`` (see :mod:`pyramid_zeostore.progress`)."""
+    quiet = getattr(args, 'quiet', False)
+    return Progress(desc, total, unit, mode='off' if quiet else 'auto')
 
 
 def split_config_uri(args: argparse.Namespace) -> tuple[str, str]:

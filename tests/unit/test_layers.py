@@ -22,14 +22,16 @@ NAME = 'pyramid_zeostore'
 FLOORS = {
     'leaf': (
         'environ', 'interfaces', 'exceptions', 'events', 'folder',
-        'compat', 'display', 'backoff',
+        'compat', 'display', 'backoff', 'progress',
     ),
     'settings': ('settings', 'resolvers'),
     'storage': ('databases', 'zeoserver', 'probe'),
-    'request': ('connection', 'root', 'request', 'contention', 'metrics'),
+    'request': ('connection', 'root', 'request', 'contention', 'metrics',
+                'evolve'),
     'tweens': ('tweens',),
     'faces': (
         'health', 'errorviews', 'app', 'app.*', 'manage', 'manage.*', 'cli',
+        'debugtoolbar', 'debugtoolbar.*',
         'commands', 'commands.*', 'pshell', 'scripting', 'testing', '',
     ),
 }

@@ -1,0 +1,1 @@
+"""A pyramid_debugtoolbar panel: what a request did to each database."""
