@@ -25,12 +25,25 @@ MODES = ('auto', 'bar', 'lines', 'off')
 
 def interval_from_environ(environ: Any = os.environ) -> float:
     """The pipe's interval: ``PZEO_PROGRESS_INTERVAL`` seconds if it is a
-    positive number, else :data:`INTERVAL`."""
+    number >= 0 (0: a line at every step), else :data:`INTERVAL`."""
     try:
         value = float(environ.get('PZEO_PROGRESS_INTERVAL', ''))
     except ValueError:
         return INTERVAL
-    return value if value > 0 else INTERVAL
+    return value if 0 <= value < float('inf') else INTERVAL
+
+
+def _width(stream: Any) -> dict[str, Any]:
+    """tqdm's size: the terminal's as it changes, or 80 x 24 if the
+    terminal says it has none (a pseudo-terminal nobody sized, where tqdm
+    would hide the bar as below the screen's last line)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    if size.columns > 0 and size.lines > 0:
+        return {'dynamic_ncols': True}
+    return {'ncols': 80, 'nrows': 24}
 
 
 def _count(n: float) -> str:
@@ -89,10 +102,13 @@ class Progress:
         self.lock = threading.Lock()
         self.bar: Any = None
         if mode == 'bar':
+            scale = (
+                {'unit': 'B', 'unit_scale': True, 'unit_divisor': 1024}
+                if unit == 'bytes' else {'unit': f' {unit}'}
+            )
             self.bar = tqdm(
-                total=total, desc=desc, unit=f' {unit}', file=self.stream,
-                unit_scale=True, dynamic_ncols=True, mininterval=0.2,
-                leave=True,
+                total=total, desc=desc, file=self.stream, mininterval=0.2,
+                leave=True, **_width(self.stream), **scale,
             )
 
     def __enter__(self) -> Progress:
@@ -122,8 +138,7 @@ class Progress:
             step = done - self.done
             self.done = done
             if self.bar is not None:
-                if step:
-                    self.bar.update(step)
+                self.bar.update(step)  # 0 too: the elapsed time moves
             elif self.mode == 'lines':
                 now = self.clock()
                 if now - self.last >= self.interval:

@@ -22,13 +22,16 @@ import ZConfig
 from ZODB.blob import BLOB_SUFFIX, LAYOUT_MARKER
 from ZODB.utils import repr_to_oid, u64
 
+from ..progress import Progress, null
 from ..zeoserver import read_zeo_conf
 from . import (
     CommandError,
     add_ini,
+    add_quiet,
     add_zeo_conf,
     human,
     load_settings,
+    progress,
     split_config_uri,
     zeo_conf_path,
 )
@@ -72,6 +75,7 @@ def register(subparsers) -> None:
         '-v', '--verbose', action='store_true',
         help='show repozo\'s own messages',
     )
+    add_quiet(backup)
     backup.set_defaults(func=run_backup)
 
     restore = subparsers.add_parser(
@@ -108,6 +112,7 @@ def register(subparsers) -> None:
         '-v', '--verbose', action='store_true',
         help='show repozo\'s own messages',
     )
+    add_quiet(restore)
     restore.set_defaults(func=run_restore)
 
 
@@ -222,12 +227,22 @@ def last_tid(path: str) -> bytes | None:
 
 def snapshot_blobs(
     blob_dir: str, repository: str, stamp: str, tid: bytes | None,
-    previous: str | None,
+    previous: str | None, progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Copy the blob files of transactions up to ``tid`` into
     ``repository/blobs/stamp``; a file that ``previous`` (an earlier
     snapshot) has is hard-linked from there instead. Returns (copied,
-    linked)."""
+    linked); ``progress`` counts the files."""
+    with progress or null() as progress:
+        return _snapshot_blobs(
+            blob_dir, repository, stamp, tid, previous, progress
+        )
+
+
+def _snapshot_blobs(
+    blob_dir: str, repository: str, stamp: str, tid: bytes | None,
+    previous: str | None, progress: Progress,
+) -> tuple[int, int]:
     final = os.path.join(repository, BLOBS, stamp)
     part = final + '.part'
     if os.path.isdir(part):  # left by a backup that was interrupted
@@ -250,6 +265,7 @@ def snapshot_blobs(
             if name == LAYOUT_MARKER:
                 shutil.copy2(os.path.join(here, name), target)
                 continue
+            progress.update()
             if previous:
                 try:
                     os.link(os.path.join(previous, rel, name), target)
@@ -272,6 +288,40 @@ def snapshot_blobs(
         )
     os.rename(part, final)
     return copied, linked
+
+
+def backed_up(repository: str) -> int:
+    """How much of the Data.fs the repository holds: the end of the
+    last backup, from repozo's newest ``.dat`` file (0 if none)."""
+    dats = sorted(n for n in os.listdir(repository) if n.endswith('.dat'))
+    if not dats:
+        return 0
+    try:
+        with open(os.path.join(repository, dats[-1])) as f:
+            last = f.read().split('\n')
+        return int([x for x in last if x.strip()][-1].split()[2])
+    except (OSError, IndexError, ValueError):  # not repozo's format
+        return 0
+
+
+def written(path: str) -> int | None:
+    """The size of ``path`` if it exists yet."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return None
+
+
+def _backup_written(repository: str, before: list[str]) -> int | None:
+    """What repozo has written of this backup: its temporary file, or
+    the data file it became."""
+    size = written(os.path.join(repository, 'tmp.tmp'))
+    if size is not None:
+        return size
+    made = set(data_files(repository)) - set(before)
+    return sum(
+        os.path.getsize(os.path.join(repository, n)) for n in made
+    ) if made else None
 
 
 def _snapshots(repository: str) -> list[str]:
@@ -328,11 +378,19 @@ def run_backup(args: argparse.Namespace) -> int:
     print(f'backing up storage {storage.name}: {storage.path} '
           f'({human(os.path.getsize(storage.path))}) to {repository}')
     started = time.monotonic()
-    repozo(
-        '-B', '-r', repository, '-f', storage.path,
-        *(['-F'] if args.full else []), *(['-Q'] if args.quick else []),
-        verbose=args.verbose,
-    )
+    size = os.path.getsize(storage.path)
+    # repozo writes tmp.tmp, then renames it: the bytes written so far,
+    # out of the file (full) or of what it gained since (incremental).
+    done = 0 if args.full or not before else backed_up(repository)
+    total = size - done if 0 < done <= size else size
+    with progress(args, 'backup', total, 'bytes') as shown, shown.poll(
+        lambda: _backup_written(repository, before)
+    ):
+        repozo(
+            '-B', '-r', repository, '-f', storage.path,
+            *(['-F'] if args.full else []), *(['-Q'] if args.quick else []),
+            verbose=args.verbose,
+        )
     made = sorted(set(data_files(repository)) - set(before))
     if made:
         name = made[-1]
@@ -354,6 +412,7 @@ def run_backup(args: argparse.Namespace) -> int:
         copied, linked = snapshot_blobs(
             storage.blob_dir, repository, stamp,
             last_tid(os.path.join(repository, name)), previous,
+            progress(args, 'backup blobs', unit='files'),
         )
         print(f'blobs: {copied + linked} files ({copied} copied, {linked} '
               f'hard-linked to the previous backup\'s) in {BLOBS}/{stamp} '
@@ -406,8 +465,16 @@ def run_restore(args: argparse.Namespace) -> int:
     print(f'restoring {repository} as of {stamp}: {chosen[full]} + '
           f'{len(chosen) - full - 1} incremental(s)')
     started = time.monotonic()
-    repozo('-R', '-w', '-r', repository, '-D', when, '-o', output,
-           verbose=args.verbose)
+    # The restored file is the backups' files end to end; repozo writes
+    # it as OUTPUT.part, then renames it.
+    total = sum(
+        os.path.getsize(os.path.join(repository, n)) for n in chosen[full:]
+    )
+    with progress(args, 'restore', total, 'bytes') as shown, shown.poll(
+        lambda: written(output + '.part') or written(output)
+    ):
+        repozo('-R', '-w', '-r', repository, '-D', when, '-o', output,
+               verbose=args.verbose)
     print(f'restored {output} ({human(os.path.getsize(output))}), checked '
           f'against the backup\'s checksums, in '
           f'{time.monotonic() - started:.1f}s')
@@ -417,7 +484,16 @@ def run_restore(args: argparse.Namespace) -> int:
         part = tempfile.mkdtemp(
             prefix='.restoring-', dir=os.path.dirname(blob_dir)
         )
-        shutil.copytree(blob_src, part, dirs_exist_ok=True)
+        files = sum(len(f) for _, _, f in os.walk(blob_src))
+        with progress(args, 'restore blobs', files, 'files') as shown:
+
+            def copy(src: str, dst: str) -> None:
+                shutil.copy2(src, dst)
+                shown.update()
+
+            shutil.copytree(
+                blob_src, part, dirs_exist_ok=True, copy_function=copy
+            )
         os.rename(part, blob_dir)
         count = sum(
             n.endswith('.blob')

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from ZEO.ClientStorage import ClientStorage
 from ZEO.Exceptions import ClientDisconnected
@@ -28,12 +28,12 @@ from ZODB.TimeStamp import TimeStamp
 from ZODB.utils import oid_repr, p64, u64, z64
 
 from ..display import mask_password as display
+from ..progress import Progress
 from ..resolvers import TLSFileError
 from ..settings import DatabaseSpec, resolve
-from . import CommandError
+from . import CommandError, add_quiet, progress
 
 ORDER = 50
-PROGRESS_EVERY = 1000
 
 
 def register(subparsers) -> None:
@@ -58,11 +58,7 @@ def register(subparsers) -> None:
         '(an interrupted copy, or an earlier one): copy only the '
         'transactions after its last one',
     )
-    parser.add_argument(
-        '--progress', type=int, default=PROGRESS_EVERY, metavar='N',
-        help='report progress on stderr every N transactions (default '
-        f'{PROGRESS_EVERY}; 0: never)',
-    )
+    add_quiet(parser)
     parser.add_argument(
         '--timeout', type=float, default=10.0, metavar='SECONDS',
         help='wait this long for each ZEO server (default 10)',
@@ -81,38 +77,6 @@ class Counts:
             f'{self.transactions} transactions ({self.records} object '
             f'records, {self.blobs} blobs)'
         )
-
-
-class Progress:
-    """A line on ``stream`` every ``every`` transactions; on a terminal,
-    one line rewritten in place."""
-
-    def __init__(self, every: int, stream: TextIO) -> None:
-        self.every = every
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.shown = False
-
-    def update(self, counts: Counts) -> None:
-        if not self.every or counts.transactions % self.every:
-            return
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        line = (
-            f'pzeo copy: {counts} so far, '
-            f'{counts.transactions / elapsed:.0f} transactions/s'
-        )
-        if self.tty:
-            self.stream.write('\r' + line)
-        else:
-            self.stream.write(line + '\n')
-        self.stream.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write('\n')
-            self.stream.flush()
 
 
 def _spec(label: str, uri: str):
@@ -204,6 +168,26 @@ def _start(source: Any, destination: Any, args: argparse.Namespace,
     return p64(u64(last) + 1)
 
 
+class Estimate:
+    """The number of transactions up to ``last``, estimated from how
+    many were copied up to a transaction id: ids are commit times, and
+    the rate so far is taken to hold for the rest."""
+
+    def __init__(self, last: bytes) -> None:
+        self.last = TimeStamp(last).timeTime()
+        self.first: float | None = None
+
+    def total(self, tid: bytes, done: int) -> int | None:
+        now = TimeStamp(tid).timeTime()
+        if self.first is None:
+            self.first = now
+        span = now - self.first
+        if span <= 0 or done < 2:
+            return None
+        whole = self.last - self.first
+        return max(done, round(done * whole / span))
+
+
 class Copier:
     """Replays the source's transactions on the destination."""
 
@@ -222,12 +206,19 @@ class Copier:
             self.store_blob = None
 
     def copy(self, start: bytes | None, progress: Progress) -> Counts:
+        """Copy the source's transactions from ``start``; ``progress``
+        counts them, out of a total estimated from their ids (times)."""
         it = self.source.iterator(start, None)
+        estimate = Estimate(self.source.lastTransaction())
         try:
             for txn in it:
                 self._transaction(txn)
-                progress.update(self.counts)
+                progress.set_total(
+                    estimate.total(txn.tid, self.counts.transactions)
+                )
+                progress.update()
         finally:
+            progress.close()
             close = getattr(it, 'close', None)
             if close is not None:
                 close()
@@ -330,8 +321,6 @@ def run(args: argparse.Namespace) -> int:
     usage or configuration error (a URI that cannot be resolved, a source file
     that does not exist).
     """
-    if args.progress < 0:
-        raise CommandError('--progress: expected a number >= 0', 2)
     if args.timeout <= 0:
         raise CommandError('--timeout: expected a number of seconds > 0', 2)
     src_spec = _spec('SRC_URI', args.source)
@@ -352,9 +341,10 @@ def run(args: argparse.Namespace) -> int:
                 )
             start = _start(source, destination, args, src, dst)
             copier = Copier(source, destination, dst)
-            progress = Progress(args.progress, sys.stderr)
             try:
-                counts = copier.copy(start, progress)
+                counts = copier.copy(
+                    start, progress(args, 'copy', unit='transactions')
+                )
             except CommandError:
                 raise
             except Exception as e:
@@ -363,8 +353,6 @@ def run(args: argparse.Namespace) -> int:
                     f'{type(e).__name__}: {e} (what was copied stays; '
                     '--incremental resumes)'
                 ) from None
-            finally:
-                progress.done()
         finally:
             destination.close()
     finally:

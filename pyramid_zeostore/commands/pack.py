@@ -9,14 +9,27 @@ the FileStorage itself, which must not be in use by another process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import time
+from urllib.parse import unquote, urlsplit
 
+import ZConfig
 from zc.lockfile import LockError
 
 from ..databases import Databases
-from . import add_ini, human, load_settings, quiet_logger, select
+from ..zeoserver import read_zeo_conf
+from . import (
+    add_ini,
+    add_quiet,
+    human,
+    load_settings,
+    progress,
+    quiet_logger,
+    select,
+)
 
 ORDER = 40
 
@@ -52,6 +65,7 @@ def register(subparsers) -> None:
         'zeostore.connect_timeout)',
     )
     parser.add_argument('--json', action='store_true', help='print JSON')
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 
@@ -78,13 +92,48 @@ def run(args: argparse.Namespace) -> int:
         say('note: garbage collection does not follow references from '
             'the other databases of the ini: an object reachable only '
             'from another database is removed')
-    rows = [_pack_one(spec, timeout, args.days, say) for spec in specs]
+    rows = [
+        _pack_one(spec, timeout, args.days, say, args, settings.zeo_conf)
+        for spec in specs
+    ]
     if args.json:
         print(json.dumps({'databases': rows}, indent=2))
     return 1 if any(row['error'] for row in rows) else 0
 
 
-def _pack_one(spec, timeout: float, days: float, say) -> dict:
+def data_file(spec, zeo_conf: str | None) -> str | None:
+    """The Data.fs that a pack of ``spec`` rewrites, if it is on this
+    host: a ``file://`` URI's, or the FileStorage that the ini's
+    zeo.conf serves at the URI's address under its storage name."""
+    if spec.zeo is None:
+        parts = urlsplit(spec.uri)
+        return unquote(parts.path) if parts.scheme == 'file' else None
+    if not zeo_conf:
+        return None
+    try:
+        conf = read_zeo_conf(zeo_conf)
+    except (OSError, ValueError, ZConfig.ConfigurationError):
+        return None
+    if spec.zeo.address != conf.address:
+        return None
+    name = str(spec.zeo.kw.get('storage', '1'))
+    for storage in conf.storages:
+        if storage.name == name:
+            return storage.path
+    return None
+
+
+def _written(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return None
+
+
+def _pack_one(
+    spec, timeout: float, days: float, say,
+    args: argparse.Namespace | None = None, zeo_conf: str | None = None,
+) -> dict:
     row = {
         'name': spec.name, 'key': spec.key, 'address': spec.display_address,
         'size_before': None, 'size_after': None,
@@ -103,7 +152,27 @@ def _pack_one(spec, timeout: float, days: float, say) -> dict:
         row['size_before'] = db.getSize()
         row['objects_before'] = db.objectCount()
         started = time.monotonic()
-        db.pack(days=days)
+        # FileStorage packs into Data.fs.pack, then renames it: its size
+        # out of the file's, when the file is here; else the time only.
+        path = data_file(spec, zeo_conf)
+        shown = progress(
+            args, f'pack {spec.key}',
+            row['size_before'] if path else None, 'bytes',
+        ) if args is not None and not args.json else None
+        with contextlib.ExitStack() as stack:
+            if shown is not None:
+                if shown.mode == 'bar':
+                    say()  # the bar on a line of its own
+                stack.enter_context(shown)
+                stack.enter_context(shown.poll(
+                    (lambda: _written(path + '.pack')) if path
+                    else (lambda: 0), every=0.5,
+                ))
+            db.pack(days=days)
+            if shown is not None and path:
+                # Renamed over the Data.fs: what the pack wrote in all.
+                shown.set_total(_written(path))
+                shown.moveto(_written(path) or 0)
         row['seconds'] = round(time.monotonic() - started, 3)
         # The server sends its new size before it answers the pack; a
         # round trip makes sure that message was handled.

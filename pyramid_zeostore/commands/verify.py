@@ -30,11 +30,14 @@ from ZODB.serialize import referencesf
 from ZODB.utils import load_current, oid_repr, p64, u64
 
 from ..databases import Databases
+from ..progress import Progress, null
 from . import (
     CommandError,
     add_ini,
+    add_quiet,
     add_zeo_conf,
     load_settings,
+    progress,
     quiet_logger,
     select,
 )
@@ -59,6 +62,7 @@ def register(subparsers) -> None:
     add_ini(parser)
     add_zeo_conf(parser)
     add_storage(parser)
+    add_quiet(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         '--file', metavar='PATH',
@@ -216,15 +220,33 @@ def check_record(
     return refs
 
 
+def _length(storage) -> int | None:
+    """The storage's object count, if it tells (FileStorage from its
+    index; a ZEO client as the server said when it connected)."""
+    try:
+        return len(storage) or None
+    except Exception:  # no __len__, or a server gone
+        return None
+
+
 def _oid_of(e: Exception) -> bytes | None:
     # POSKeyError(oid), CorruptedDataError(oid, ...), ...
     arg = e.args[0] if e.args else None
     return arg if isinstance(arg, bytes) and len(arg) == 8 else None
 
 
-def check_storage(storage, fshelper=None) -> Report:
+#: records between two updates of the progress
+PROGRESS_STEP = 256
+
+
+def check_storage(
+    storage, fshelper=None, progress: Progress | None = None
+) -> Report:
     """Check every current record of ``storage``; the paths of the
-    problems are found afterwards by :func:`name_problems`."""
+    problems are found afterwards by :func:`name_problems`. ``progress``
+    counts the records read (out of ``len(storage)``, its objects)."""
+    progress = progress or null()
+    progress.set_total(_length(storage))
     report = Report()
     seen = fsIndex()  # the oids read: a set, 16 bytes or so each
     pending: dict[bytes, bytes] = {}  # referenced, not yet read: referrer
@@ -247,6 +269,8 @@ def check_storage(storage, fshelper=None) -> Report:
             continue
         resumed = False
         report.records += 1
+        if not report.records % PROGRESS_STEP:
+            progress.moveto(report.records)
         seen[oid] = 0
         pending.pop(oid, None)
         for ref in check_record(report, oid, tid, data, fshelper):
@@ -255,6 +279,8 @@ def check_storage(storage, fshelper=None) -> Report:
         if after is None:
             break
 
+    progress.moveto(report.records)
+    progress.close()
     for oid, referrer in sorted(pending.items()):
         report.problem(
             oid, f'it is missing, but {oid_repr(referrer)} references it'
@@ -361,7 +387,9 @@ def open_scanning(path: str) -> tuple[Any, list[logging.LogRecord]]:
         logger.removeHandler(handler)
 
 
-def _verify_file(path: str, blob_dir: str | None, label: str) -> Report:
+def _verify_file(
+    path: str, blob_dir: str | None, label: str, args: argparse.Namespace
+) -> Report:
     print(f'verifying {label}: {path} ...', flush=True)
     if not os.path.isfile(path):
         raise CommandError(f'no such file: {path}', 2)
@@ -376,7 +404,9 @@ def _verify_file(path: str, blob_dir: str | None, label: str) -> Report:
         fshelper = None
         if blob_dir and os.path.isdir(blob_dir):
             fshelper = FilesystemHelper(blob_dir)
-        report = check_storage(storage, fshelper)
+        report = check_storage(
+            storage, fshelper, progress(args, f'verify {label}')
+        )
         for record in logged:
             text = record.getMessage()
             if record.levelno >= logging.ERROR:
@@ -396,7 +426,9 @@ def _verify_file(path: str, blob_dir: str | None, label: str) -> Report:
     return report
 
 
-def _verify_spec(spec, timeout: float) -> Report:
+def _verify_spec(
+    spec, timeout: float, args: argparse.Namespace
+) -> Report:
     print(f'verifying {spec.key} ({spec.display_address}) ...', flush=True)
     databases = Databases([spec], timeout)
     try:
@@ -410,7 +442,9 @@ def _verify_spec(spec, timeout: float) -> Report:
                 f'{spec.key}: its storage ({type(db.storage).__name__}) '
                 'cannot list its records', 2,
             )
-        report = check_storage(db.storage)
+        report = check_storage(
+            db.storage, None, progress(args, f'verify {spec.key}')
+        )
         if report.problems and Z64 not in report.problems:
             name_problems(report, db)
         return report
@@ -468,16 +502,18 @@ def run(args: argparse.Namespace) -> int:
             else args.timeout
         )
         jobs = [
-            (lambda spec=spec: _verify_spec(spec, timeout))
+            (lambda spec=spec: _verify_spec(spec, timeout, args))
             for spec in select(settings.databases, args.db)
         ]
     elif args.file:
         jobs = [lambda: _verify_file(
-            os.path.abspath(args.file), args.blob_dir, 'file'
+            os.path.abspath(args.file), args.blob_dir, 'file', args
         )]
     else:
         jobs = [
-            (lambda s=s: _verify_file(s.path, s.blob_dir, f'storage {s.name}'))
+            (lambda s=s: _verify_file(
+                s.path, s.blob_dir, f'storage {s.name}', args
+            ))
             for s in zeo_storages(args)
         ]
     ok = True

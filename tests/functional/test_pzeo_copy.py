@@ -23,10 +23,11 @@ from tests.unit.test_commands_copy import (
 )
 
 
-def pzeo_copy(*args, timeout=300):
+def pzeo_copy(*args, timeout=300, env=None):
     return subprocess.run(
         [os.path.join(BIN, 'pzeo'), 'copy', *args],
-        capture_output=True, text=True, env=child_env(), timeout=timeout,
+        capture_output=True, text=True, env=env or child_env(),
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -39,7 +40,9 @@ def fs(directory, name='Data.fs') -> str:
 def test_file_to_file(tmp_path):
     src, dst = fs(tmp_path, 'src.fs'), fs(tmp_path, 'dst.fs')
     build(src, transactions=6, blobs=2)
-    result = pzeo_copy(src, dst, '--progress', '3')
+    # A line per transaction in a pipe (interval 0), one at the end.
+    env = dict(child_env(), PZEO_PROGRESS_INTERVAL='0')
+    result = pzeo_copy(src, dst, env=env)
     assert result.returncode == 0, result.stderr
     expected = dump(src)
     assert copied(result.stdout) == counts(src)
@@ -48,9 +51,10 @@ def test_file_to_file(tmp_path):
     assert dump(dst) == expected
     progress = [
         line for line in result.stderr.splitlines()
-        if line.startswith('pzeo copy: ') and 'so far' in line
+        if line.startswith('copy: ')
     ]
-    assert len(progress) == 3  # after 3, 6 and 9 transactions
+    assert len(progress) == 10 + 1
+    assert progress[-1].startswith('copy: 10/10 transactions (100%)')
     # Again: refused, the destination is not empty.
     again = pzeo_copy(src, dst)
     assert again.returncode == 1 and again.stdout == ''

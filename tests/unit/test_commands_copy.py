@@ -128,24 +128,32 @@ def copied(out: str) -> tuple[int, int, int]:
     return tuple(int(n) for n in match.groups())
 
 
-def test_copies_every_transaction_record_and_blob(tmp_path, capsys):
+def test_copies_every_transaction_record_and_blob(
+    tmp_path, capsys, monkeypatch
+):
     src = file_uri(tmp_path / 'src')
     dst = file_uri(tmp_path / 'dst')
     os.makedirs(tmp_path / 'src')
     os.makedirs(tmp_path / 'dst')
     build(src)
-    status, out, err = copy(capsys, src, dst, '--progress', '2')
+    monkeypatch.setenv('PZEO_PROGRESS_INTERVAL', '0')  # a line a step
+    status, out, err = copy(capsys, src, dst)
     assert status == 0, err
     expected = dump(src)
     # The root, the app root, 5 batches, 2 blob revisions.
     assert copied(out) == counts(src)
     assert copied(out)[0] == 9 and copied(out)[2] == 2
     assert dump(dst) == expected  # tids, metadata, records, blobs
-    # A line every 2 transactions, on a stderr that is not a terminal.
-    lines = [x for x in err.splitlines() if x.startswith('pzeo copy: ')]
-    assert len(lines) == 4  # at 2, 4, 6, 8
-    assert lines[0].startswith('pzeo copy: 2 transactions (')
+    # A line per transaction on a stderr that is not a terminal (the
+    # interval is 0), and one at the end.
+    lines = [x for x in err.splitlines() if x.startswith('copy: ')]
+    assert len(lines) == 9 + 1
+    assert lines[0].startswith('copy: 1 transactions, ')
     assert 'transactions/s' in lines[0]
+    # From the second on, a total estimated from the transaction times.
+    assert lines[-2].startswith('copy: 9/9 transactions (100%)')
+    assert lines[-1].startswith('copy: 9/9 transactions (100%)')
+    assert ', done in ' in lines[-1]
 
 
 def test_progress_on_a_terminal_is_one_line(tmp_path, capsys, monkeypatch):
@@ -158,21 +166,23 @@ def test_progress_on_a_terminal_is_one_line(tmp_path, capsys, monkeypatch):
 
     stderr = Terminal()
     monkeypatch.setattr('sys.stderr', stderr)
-    status, out, _ = copy(
-        capsys, src, file_uri(tmp_path, 'dst.fs'), '--progress', '1'
-    )
+    status, out, _ = copy(capsys, src, file_uri(tmp_path, 'dst.fs'))
     assert status == 0
     text = stderr.getvalue()
-    assert text.count('\r') == 5 and text.endswith('\n')
+    # tqdm's bar: redrawn in place, left on its line at the end.
+    assert '\r' in text and text.endswith('\n')
     assert text.count('\n') == 1
+    assert '5/5 [' in text.rsplit('\r', 1)[-1]
+    assert ' transactions/s]' in text
     assert copied(out)[0] == 5
 
 
-def test_no_progress_with_zero(tmp_path, capsys):
+def test_no_progress_when_quiet(tmp_path, capsys, monkeypatch):
     src = file_uri(tmp_path, 'src.fs')
     build(src, transactions=2, blobs=0)
+    monkeypatch.setenv('PZEO_PROGRESS_INTERVAL', '0')
     status, out, err = copy(
-        capsys, src, file_uri(tmp_path, 'dst.fs'), '--progress', '0'
+        capsys, src, file_uri(tmp_path, 'dst.fs'), '--quiet'
     )
     assert status == 0 and err == ''
     assert copied(out) == counts(src)
@@ -326,7 +336,6 @@ def test_bad_uris_are_configuration_errors(capsys, src, dst, words):
 @pytest.mark.parametrize(
     'option, words',
     [
-        (['--progress', '-1'], '--progress: expected a number >= 0'),
         (['--timeout', '0'], '--timeout: expected a number of seconds > 0'),
     ],
 )
