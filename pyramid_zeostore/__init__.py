@@ -17,7 +17,7 @@ from pyramid.config import PHASE1_CONFIG, PHASE2_CONFIG, PHASE3_CONFIG
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
-from . import errorviews, metrics, request, root, zeoserver
+from . import errorviews, evolve, metrics, request, root, zeoserver
 from .app import main
 from .connection import (
     ConnectionListeners,
@@ -33,8 +33,10 @@ from .events import (
     ZODBConnectionWillClose,
     ZODBRequestMetrics,
 )
+from .evolve import Evolution
 from .exceptions import (
     DatabaseUnavailable,
+    EvolveError,
     FolderKeyError,
     ZeostoreConfigurationError,
     ZeostoreError,
@@ -64,6 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     'Databases',  #: the databases of one configuration, per process
     'DatabaseUnavailable',  #: a server did not answer in time (503)
+    'Evolution',  #: what an evolve step gets (roots, batches, progress)
+    'EvolveError',  #: evolve steps could not run (another's claim)
     'Folder',  #: the persistent, BTree-backed folder
     'FolderKeyError',  #: a name not in a Folder
     'IDatabases',  #: the interface of Databases
@@ -179,6 +183,8 @@ def includeme(config: Configurator) -> None:
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(root.root_factory)
     config.include(metrics)
+    # add_evolution_step; zeostore.autoevolve's run at startup.
+    config.include(evolve)
     # No subscribers here: any makes Pyramid send four events per request.
     # The read tween, outermost, also prepares retries (tweens.py).
     config.add_tween(

@@ -136,6 +136,11 @@ class SafeMethodWrote(ZeostoreError):
     runs it again on the full, committing path."""
 
 
+class EvolveError(ZeostoreError):
+    """Evolve steps could not run: another process held their claim too
+    long, or this process lost its claim to another."""
+
+
 class CommandError(ZeostoreError):
     """A ``pzeo`` failure to report in one line, with an exit status."""
 

@@ -247,3 +247,25 @@ class IConnectionListeners(Interface):
 class IRequestProperties(Interface):
     """``ensure(request)``: give a request that the request factory did
     not make (``Request.blank()``) ``tm`` and ``zodb_conn``."""
+
+
+class IEvolutionSteps(Interface):
+    """The evolve steps an application registered with
+    ``config.add_evolution_step`` (see :mod:`pyramid_zeostore.evolve`)."""
+
+    def add(step):
+        """Add a ``Step``; its name must be new."""
+
+    def ordered():
+        """The steps in the order they run (by ``before``/``after``, else
+        registration order).
+
+        :raises ConfigurationError: a cycle, or a name that no step has.
+        """
+
+    def get(name):
+        """The step called ``name``, or None."""
+
+    def mark_new(zodb_root):
+        """Record every step as finished in ``zodb_root``, a new
+        database's, in the transaction that made its app root."""

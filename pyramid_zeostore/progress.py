@@ -100,16 +100,21 @@ class Progress:
         self.lines = 0  # lines written in 'lines' mode
         self.closed = False
         self.lock = threading.Lock()
-        self.bar: Any = None
-        if mode == 'bar':
+        self.bar: Any = None  # made on first use: the caller may print
+        # a line of its own between making this and starting the work
+
+    def _bar(self) -> Any:
+        if self.bar is None:
             scale = (
                 {'unit': 'B', 'unit_scale': True, 'unit_divisor': 1024}
-                if unit == 'bytes' else {'unit': f' {unit}'}
+                if self.unit == 'bytes' else {'unit': f' {self.unit}'}
             )
             self.bar = tqdm(
-                total=total, desc=desc, file=self.stream, mininterval=0.2,
-                leave=True, **_width(self.stream), **scale,
+                total=self.total, initial=self.done, desc=self.desc,
+                file=self.stream, mininterval=0.2, leave=True,
+                **_width(self.stream), **scale,
             )
+        return self.bar
 
     def __enter__(self) -> Progress:
         return self
@@ -136,10 +141,10 @@ class Progress:
             if self.closed:
                 return
             step = done - self.done
+            if self.mode == 'bar':
+                self._bar().update(step)  # 0 too: the elapsed time moves
             self.done = done
-            if self.bar is not None:
-                self.bar.update(step)  # 0 too: the elapsed time moves
-            elif self.mode == 'lines':
+            if self.mode == 'lines':
                 now = self.clock()
                 if now - self.last >= self.interval:
                     self.last = now
@@ -172,8 +177,8 @@ class Progress:
             if self.closed:
                 return
             self.closed = True
-            if self.bar is not None:
-                self.bar.close()
+            if self.mode == 'bar':
+                self._bar().close()
             elif self.mode == 'lines' and self.lines:
                 self._line(self.clock(), end='done')
 

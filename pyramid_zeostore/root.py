@@ -20,7 +20,7 @@ from .connection import get_connection, get_databases, wait_available
 from .databases import Databases
 from .environ import CLOSER, CONNECTION
 from .folder import Folder
-from .interfaces import IAppmaker
+from .interfaces import IAppmaker, IEvolutionSteps
 
 Appmaker = Callable[[Any], Any]
 
@@ -37,19 +37,26 @@ def default_appmaker(zodb_root: Any) -> Folder:
         return app_root
 
 
-def bootstrap(db: Any, appmaker: Appmaker) -> None:
+def bootstrap(db: Any, appmaker: Appmaker, steps: Any = None) -> None:
     """Run ``appmaker`` on ``db`` in its own transaction and commit it.
 
     Conflicts (another process bootstrapping at the same moment) are
     retried with a short random pause; the loser then finds the winner's
-    root. Uses a private transaction manager, never the global one.
+    root. Uses a private transaction manager, never the global one. On a
+    new database (an empty ZODB root) the evolve ``steps``
+    (``IEvolutionSteps``) are recorded as finished in the same
+    transaction: the appmaker made the root in its current shape.
     """
     tm = transaction.TransactionManager(explicit=True)
     for attempt in range(1, BOOTSTRAP_ATTEMPTS + 1):
         tm.begin()
         conn = db.open(transaction_manager=tm)
         try:
-            appmaker(conn.root())
+            zodb_root = conn.root()
+            new = not len(zodb_root)
+            appmaker(zodb_root)
+            if new and steps is not None and len(steps):
+                steps.mark_new(zodb_root)
             tm.commit()
             return
         except ConflictError:
@@ -64,7 +71,9 @@ def bootstrap(db: Any, appmaker: Appmaker) -> None:
             conn.close()
 
 
-def bootstrap_once(databases: Databases, appmaker: Appmaker) -> Any:
+def bootstrap_once(
+    databases: Databases, appmaker: Appmaker, steps: Any = None
+) -> Any:
     """:func:`bootstrap` the primary database of ``databases`` unless this
     process did already (since they were last opened); return its DB.
 
@@ -72,7 +81,7 @@ def bootstrap_once(databases: Databases, appmaker: Appmaker) -> Any:
     """
     db = databases.get('')
     if not databases.bootstrapped:
-        bootstrap(db, appmaker)
+        bootstrap(db, appmaker, steps)
         databases.bootstrapped = True
     return db
 
@@ -91,7 +100,9 @@ def root_factory(request: Any) -> Any:
         # Before the request's connection opens, so that its snapshot
         # already holds the root the bootstrap committed.
         wait_available(request)
-        bootstrap_once(databases, appmaker)
+        bootstrap_once(
+            databases, appmaker, registry.queryUtility(IEvolutionSteps)
+        )
     return appmaker(get_connection(request).root())
 
 
@@ -103,7 +114,10 @@ def check_databases(registry: Any) -> None:
     """
     databases = get_databases(registry)
     try:
-        bootstrap_once(databases, registry.getUtility(IAppmaker))
+        bootstrap_once(
+            databases, registry.getUtility(IAppmaker),
+            registry.queryUtility(IEvolutionSteps),
+        )
     finally:
         databases.close()
 

@@ -106,6 +106,8 @@ class ZeostoreSettings:
     socket_mode: int = 0o600  # 0660 when a socket_group is named
     socket_group: int | None = None  # a gid
     check_on_startup: bool = True
+    #: ``zeostore.autoevolve``: run the pending evolve steps at startup
+    autoevolve: bool = False
     #: ``zeostore.check_on_startup = strict``: an absent server fails
     #: startup too (otherwise it is a warning and requests get 503).
     startup_strict: bool = False
@@ -262,6 +264,7 @@ READERS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ('zeostore.retry_backoff_max', 'retry_backoff_max', _seconds(0, 60)),
     ('retry.attempts', 'retry_attempts', _whole(1, 100)),
     ('zeostore.check_on_startup', 'check_on_startup', _startup),
+    ('zeostore.autoevolve', 'autoevolve', _bool),
     ('zeostore.health_path', 'health_path', _path),
     ('zeostore.metrics', 'metrics', _bool),
     ('zeostore.fast_reads', 'fast_reads', _bool),

@@ -33,7 +33,7 @@ from . import compat, zeoserver
 from .app import main
 from .connection import attach_connection, ensure_request, get_databases
 from .databases import Databases
-from .interfaces import IAppmaker, IDatabases
+from .interfaces import IAppmaker, IDatabases, IEvolutionSteps
 from .root import bootstrap_once
 
 ZEO_CONF = """\
@@ -330,7 +330,10 @@ def wsgi_app(
     registry.registerUtility(zodb_databases, IDatabases)
     appmaker = registry.queryUtility(IAppmaker)
     if appmaker is not None and not zodb_databases.bootstrapped:
-        bootstrap_once(get_databases(registry), appmaker)
+        bootstrap_once(
+            get_databases(registry), appmaker,
+            registry.queryUtility(IEvolutionSteps),
+        )
         sync(zodb_conn)
     return app
 

@@ -27,7 +27,12 @@ from ZEO.Exceptions import ClientDisconnected
 from ..connection import get_databases
 from ..exceptions import DatabaseUnavailable, ZeostoreConfigurationError
 from ..folder import Folder
-from ..interfaces import IAppmaker, IZeostoreAppSettings, IZeostoreSettings
+from ..interfaces import (
+    IAppmaker,
+    IEvolutionSteps,
+    IZeostoreAppSettings,
+    IZeostoreSettings,
+)
 from ..root import bootstrap_once
 from . import login as login_views
 from .content import Item
@@ -95,7 +100,10 @@ def count_users(registry: Any) -> int:
     """
     databases = get_databases(registry)
     try:
-        db = bootstrap_once(databases, registry.getUtility(IAppmaker))
+        db = bootstrap_once(
+            databases, registry.getUtility(IAppmaker),
+            registry.queryUtility(IEvolutionSteps),
+        )
         tm = transaction.TransactionManager(explicit=True)
         tm.begin()
         conn = db.open(transaction_manager=tm)

@@ -34,6 +34,9 @@ from ..settings import DatabaseSpec, resolve
 from . import CommandError, add_quiet, progress
 
 ORDER = 50
+#: a FileStorage's transaction and data record headers, in bytes
+TXN_HEADER = 23
+DATA_HEADER = 42
 
 
 def register(subparsers) -> None:
@@ -168,24 +171,11 @@ def _start(source: Any, destination: Any, args: argparse.Namespace,
     return p64(u64(last) + 1)
 
 
-class Estimate:
-    """The number of transactions up to ``last``, estimated from how
-    many were copied up to a transaction id: ids are commit times, and
-    the rate so far is taken to hold for the rest."""
-
-    def __init__(self, last: bytes) -> None:
-        self.last = TimeStamp(last).timeTime()
-        self.first: float | None = None
-
-    def total(self, tid: bytes, done: int) -> int | None:
-        now = TimeStamp(tid).timeTime()
-        if self.first is None:
-            self.first = now
-        span = now - self.first
-        if span <= 0 or done < 2:
-            return None
-        whole = self.last - self.first
-        return max(done, round(done * whole / span))
+def _size(storage: Any) -> int | None:
+    try:
+        return int(storage.getSize()) or None
+    except Exception:  # a storage that cannot tell
+        return None
 
 
 class Copier:
@@ -207,16 +197,18 @@ class Copier:
 
     def copy(self, start: bytes | None, progress: Progress) -> Counts:
         """Copy the source's transactions from ``start``; ``progress``
-        counts them, out of a total estimated from their ids (times)."""
+        counts the bytes copied as a FileStorage lays them out (records
+        and headers), out of the source's size (less the destination's
+        when resuming)."""
+        total = _size(self.source)
+        if total and start is not None:
+            total = max(total - (_size(self.destination) or 0), 0) or None
+        progress.set_total(total)
         it = self.source.iterator(start, None)
-        estimate = Estimate(self.source.lastTransaction())
         try:
             for txn in it:
-                self._transaction(txn)
-                progress.set_total(
-                    estimate.total(txn.tid, self.counts.transactions)
-                )
-                progress.update()
+                progress.update(self._transaction(txn))
+            progress.set_total(progress.done)  # the estimate, made exact
         finally:
             progress.close()
             close = getattr(it, 'close', None)
@@ -224,9 +216,11 @@ class Copier:
                 close()
         return self.counts
 
-    def _transaction(self, txn: Any) -> None:
+    def _transaction(self, txn: Any) -> int:
+        """Copy one transaction; its size in a FileStorage (about)."""
         destination = self.destination
         records = blobs = 0
+        size = TXN_HEADER + len(txn.user) + len(txn.description)
         destination.tpc_begin(txn, txn.tid, txn.status)
         try:
             for record in txn:
@@ -239,6 +233,7 @@ class Copier:
                         record.data_txn, txn,
                     )
                 records += 1
+                size += DATA_HEADER + len(record.data or b'')
             destination.tpc_vote(txn)
             destination.tpc_finish(txn)
         except BaseException:
@@ -248,6 +243,7 @@ class Copier:
         self.counts.transactions += 1
         self.counts.records += records
         self.counts.blobs += blobs
+        return size
 
     def _blob(self, txn: Any, record: Any) -> None:
         where = f'object {oid_repr(record.oid)} of {tid_repr(txn.tid)}'
@@ -342,9 +338,8 @@ def run(args: argparse.Namespace) -> int:
             start = _start(source, destination, args, src, dst)
             copier = Copier(source, destination, dst)
             try:
-                counts = copier.copy(
-                    start, progress(args, 'copy', unit='transactions')
-                )
+                counts = copier.copy(start, progress(args, 'copy', None,
+                                                     'bytes'))
             except CommandError:
                 raise
             except Exception as e:

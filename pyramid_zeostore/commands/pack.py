@@ -162,7 +162,7 @@ def _pack_one(
         with contextlib.ExitStack() as stack:
             if shown is not None:
                 if shown.mode == 'bar':
-                    say()  # the bar on a line of its own
+                    say()  # the bar on a line of its own (shown later)
                 stack.enter_context(shown)
                 stack.enter_context(shown.poll(
                     (lambda: _written(path + '.pack')) if path

@@ -175,7 +175,7 @@ def test_copy_on_a_terminal_and_in_a_pipe(served):
     assert status == 0, text
     bar = last_bar(text, 'copy')
     assert bar.group(1) == '100' and bar.group(2) == bar.group(3)
-    assert ' transactions/s]' in text
+    assert 'B/s]' in text
     proc = in_pipe(
         'copy', uri, f'file://{dst}/pipe.fs?blobstorage_dir={dst}/pipe.b'
     )

@@ -29,7 +29,7 @@ def test_a_server_lost_during_the_check_is_unavailable(monkeypatch):
     """A worker booting as ZEO stops: not a raw ClientDisconnected."""
     from pyramid_zeostore.connection import get_databases
 
-    def lost(databases, appmaker):
+    def lost(databases, appmaker, steps=None):
         databases.get('')
         raise ClientDisconnected()
 

@@ -146,14 +146,19 @@ def test_copies_every_transaction_record_and_blob(
     assert dump(dst) == expected  # tids, metadata, records, blobs
     # A line per transaction on a stderr that is not a terminal (the
     # interval is 0), and one at the end.
+    # The bytes copied, out of the source's size.
     lines = [x for x in err.splitlines() if x.startswith('copy: ')]
     assert len(lines) == 9 + 1
-    assert lines[0].startswith('copy: 1 transactions, ')
-    assert 'transactions/s' in lines[0]
-    # From the second on, a total estimated from the transaction times.
-    assert lines[-2].startswith('copy: 9/9 transactions (100%)')
-    assert lines[-1].startswith('copy: 9/9 transactions (100%)')
-    assert ', done in ' in lines[-1]
+    first = re.match(r'copy: ([\d,]+)/([\d,]+) bytes \(\d+%\), ', lines[0])
+    assert first and first.group(1) < first.group(2), lines[0]
+    assert 'bytes/s' in lines[0]
+    last = re.match(r'copy: ([\d,]+)/\1 bytes \(100%\), ', lines[-1])
+    assert last and ', done in ' in lines[-1], lines[-1]
+    # The estimate was close: FileStorage's size, less its 4-byte magic.
+    size = os.path.getsize(str(tmp_path / 'src' / 'Data.fs'))
+    assert int(last.group(1).replace(',', '')) in range(
+        size - 4 - 8 * 9, size
+    )
 
 
 def test_progress_on_a_terminal_is_one_line(tmp_path, capsys, monkeypatch):
@@ -172,8 +177,8 @@ def test_progress_on_a_terminal_is_one_line(tmp_path, capsys, monkeypatch):
     # tqdm's bar: redrawn in place, left on its line at the end.
     assert '\r' in text and text.endswith('\n')
     assert text.count('\n') == 1
-    assert '5/5 [' in text.rsplit('\r', 1)[-1]
-    assert ' transactions/s]' in text
+    last = text.rstrip('\n').rsplit('\r', 1)[-1]
+    assert last.startswith('copy: 100%|') and 'B/s]' in last
     assert copied(out)[0] == 5
 
 

@@ -29,7 +29,7 @@ ALL = [
 
 
 def test_every_error_is_a_zeostore_error():
-    assert len(ALL) == 10
+    assert len(ALL) == 11
     assert all(issubclass(kind, ZeostoreError) for kind in ALL)
 
 

@@ -115,6 +115,7 @@ def test_a_terminal_gets_tqdms_bar():
     stream = Terminal()
     with Progress('copy', None, 'transactions', stream=stream) as shown:
         assert shown.mode == 'bar'
+        assert stream.getvalue() == ''  # made on first use
         shown.set_total(4)
         shown.update(2)
         shown.moveto(4)
@@ -123,6 +124,14 @@ def test_a_terminal_gets_tqdms_bar():
     last = text.rstrip('\n').rsplit('\r', 1)[-1]
     assert last.startswith('copy: 100%|') and '| 4/4 [' in last
     assert ' transactions/s]' in last
+
+
+def test_a_bar_is_shown_for_work_ended_before_any_step():
+    stream = Terminal()
+    Progress('pack', 10, stream=stream).close()
+    assert stream.getvalue().rstrip('\n').endswith(
+        ' 0/10 [00:00<?, ? records/s]'
+    )
 
 
 def test_bytes_are_scaled_on_a_terminal():

@@ -131,7 +131,7 @@ SIZES = ('zeostore.max_body', 'zeostore.max_value', 'zeostore.large_value')
 BOOLS = (
     'zeostore.autostart', 'zeostore.conflict_lock', 'zeostore.fast_reads',
     'zeostore.read_your_writes', 'zeostore.metrics',
-    'zeostore.secure_cookies',
+    'zeostore.secure_cookies', 'zeostore.autoevolve',
 )
 
 NOT_NUMBERS = ['abc', '-1', 'inf', '-inf', 'nan', '1e9', HUGE, '2s', 'true']
