@@ -248,3 +248,58 @@ def test_rename_through_the_zeo_server(zeo_server, tmp_path):
     assert all(b'evolveapp_old' not in r and b'evolveapp_new' in r
                for r in records)
     assert os.path.exists(zeo_server.sock)  # served all along
+
+
+def test_autoevolve_in_four_gunicorn_workers_runs_each_step_once(
+    zeo_server, tmp_path
+):
+    """The same through a real server: ``gunicorn -w 4`` without
+    ``--preload`` boots its 4 workers at once, each loading the app (and
+    so autoevolving) on its own; then they are hit over loopback."""
+    databases = Databases.from_uri(zeo_server.uri(), 10)
+    try:
+        in_transaction(databases.get(''),
+                       lambda root, tm: root.__setitem__('seed', 1))
+    finally:
+        databases.close()
+    port = fconf.free_port()
+    ini = write_ini(tmp_path, zeo_server.uri(), 'race',
+                    **{'zeostore.autoevolve': 'true',
+                       'evolveapp.sleep': '0.3'})
+    with open(ini, 'a') as f:
+        f.write(f'\n[server:main]\nuse = egg:waitress#main\n'
+                f'listen = 127.0.0.1:{port}\n')
+    server = fconf.gunicorn(ini, 4)
+    server.start()
+    try:
+        workers = fconf.wait_children(server.proc.pid, 4)
+        seen = {}
+        deadline = time.monotonic() + 60
+        while len(seen) < 4 and time.monotonic() < deadline:
+            status, _, body = server.request(
+                '/evolveapp', headers={'Connection': 'close'}
+            )
+            assert status == 200, server.log()
+            pid, _, done = body.decode().partition(' ')
+            seen[int(pid)] = done
+        log = server.log()
+    finally:
+        server.stop()
+    assert set(seen) == workers, (seen, log)  # every worker answered
+    first = 'tests.functional.evolveapp.first'
+    second = 'tests.functional.evolveapp.second'
+    assert all(b.endswith(f'{first},{second}') for b in seen.values())
+    databases = Databases.from_uri(zeo_server.uri(), 10)
+    try:
+        runs, claim = in_transaction(
+            databases.get(''),
+            lambda root, tm: (list(root[evolveapp.RUNS]),
+                              root[RECORD]['claim']),
+        )
+    finally:
+        databases.close()
+    assert [name for name, _ in runs] == ['first', 'second'], log
+    assert runs[0][1] == runs[1][1] in workers
+    assert claim is None
+    print(f'\nautoevolve: gunicorn -w 4, steps ran once, by worker '
+          f'{runs[0][1]} of {sorted(workers)}')
