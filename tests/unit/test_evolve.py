@@ -876,3 +876,28 @@ def test_the_startup_check_records_the_registrys_steps(tmp_path):
         assert list(finished) == ['tests.unit.test_evolve.s1']
     finally:
         testing.tearDown()
+
+
+def test_pzeo_evolve_names_an_app_that_cannot_load(tmp_path, capsys):
+    ini = tmp_path / 'app.ini'
+    ini.write_text(
+        '[app:main]\nuse = call:no_such_module_here:main\n'
+        f'zodb_uri = file://{tmp_path}/Data.fs\n'
+    )
+    status, out, err = pzeo(capsys, str(ini))
+    assert status == 2 and out == ''
+    assert err == (
+        f'pzeo evolve: cannot load [app:main] of {ini}: '
+        "ModuleNotFoundError: No module named 'no_such_module_here' "
+        f'(pserve {ini} shows the traceback)\n'
+    )
+    # A configuration error is named as one.
+    ini.write_text(
+        '[app:main]\nuse = call:tests.functional.evolveapp:main\n'
+        f'zodb_uri = file://{tmp_path}/Data.fs\n'
+        'zeostore.autoevolve = maybe\n'
+    )
+    status, _, err = pzeo(capsys, str(ini))
+    assert status == 2
+    assert err.startswith('pzeo evolve: configuration error: ')
+    assert 'zeostore.autoevolve' in err
