@@ -183,6 +183,7 @@ def includeme(config: Configurator) -> None:
     config.set_zodb_appmaker(parsed.appmaker)
     config.set_root_factory(root.root_factory)
     config.include(metrics)
+    config.include('pyramid_zeostore.debugtoolbar')  # toolbar panel
     # add_evolution_step; zeostore.autoevolve's run at startup.
     config.include(evolve)
     # No subscribers here: any makes Pyramid send four events per request.

@@ -368,3 +368,40 @@ def remove_request_properties(registry: Any, names: Any) -> None:
 #: converter that reads them (the ``Resolver`` subclass extension point).
 ZODBURI_ZEO_INT_ARGS: tuple = ClientStorageURIResolver._int_args
 ZODBURI_ZEO_STRING_ARGS: tuple = ClientStorageURIResolver._string_args
+
+
+# -- ZODB, for the debug toolbar panel ----------------------------------------
+
+
+def stored_oids(conn: Any) -> list:
+    """The oids ``conn`` stored in the commit under way, in order, once:
+    read after its ``commit()``, before its ``tpc_finish()``.
+
+    ZODB 6.4: ``Connection._modified`` (a list: objects changed, and every
+    object a savepoint held) and ``Connection._creating`` (a dict: the new
+    ones), both reset by ``tpc_begin()`` and filled by ``commit()``;
+    ``tpc_finish()`` and ``tpc_abort()`` empty ``_creating`` only.
+    """
+    found = dict.fromkeys(getattr(conn, '_modified', None) or ())
+    found.update(dict.fromkeys(getattr(conn, '_creating', None) or ()))
+    return list(found)
+
+
+def cached_object(conn: Any, oid: bytes) -> Any:
+    """The object ``oid`` in ``conn``'s cache (a ghost maybe), or None:
+    never loads.
+
+    ZODB 6.4: ``Connection._cache`` (persistent's ``PickleCache``).
+    """
+    cache = getattr(conn, '_cache', None)
+    return None if cache is None else cache.get(oid)
+
+
+def cache_counts(conn: Any) -> tuple[int, int]:
+    """``(objects, non-ghost objects)`` in ``conn``'s cache.
+
+    ZODB 6.4 / persistent 6.9: ``Connection._cache``, ``len()`` of it and
+    its ``cache_non_ghost_count``.
+    """
+    cache = conn._cache
+    return len(cache), cache.cache_non_ghost_count
