@@ -19,7 +19,7 @@ import time
 import pytest
 import transaction
 
-from pyramid_zeostore import Folder, open_root
+from pyramid_zeostore import Databases, Folder, open_root
 from pyramid_zeostore.app.content import Item
 
 from .conftest import child_env
@@ -69,8 +69,8 @@ def on_terminal(*args, env=None, limit: float = 120.0) -> tuple[int, str]:
     return status, b''.join(chunks).decode('utf-8', 'replace')
 
 
-def in_pipe(*args, interval: str = '0', limit: float = 120.0):
-    env = dict(child_env(), PZEO_PROGRESS_INTERVAL=interval)
+def in_pipe(*args, interval: str = '0', limit: float = 120.0, env=None):
+    env = dict(env or child_env(), PZEO_PROGRESS_INTERVAL=interval)
     return subprocess.run(
         [PZEO, *map(str, args)], stdin=subprocess.DEVNULL,
         capture_output=True, text=True, env=env, timeout=limit,
@@ -218,3 +218,42 @@ def test_pack_shows_the_packed_file_growing(served):
     assert bar.group(1) == '100' and bar.group(2) == bar.group(3)
     # The report's line, then the bar on a line of its own.
     assert 'packing zodb_uri (' in text and 'done in ' in text
+
+
+def test_evolve_on_a_terminal_in_a_pipe_and_quiet(zeo_server, tmp_path):
+    """A batched step over 3,000 objects, run for real by ``pzeo evolve
+    --dry-run`` (so that it can run three times): a bar, lines, nothing."""
+    from tests.functional import evolveapp
+    from tests.functional.test_evolve import in_transaction, write_ini
+
+    databases = Databases.from_uri(zeo_server.uri(), 10)
+    try:
+        in_transaction(databases.get(''), lambda root, tm: (
+            evolveapp.make_things(
+                root, ITEMS, ITEMS, lambda: (tm.commit(), tm.begin())
+            )
+        ))
+    finally:
+        databases.close()
+    ini = write_ini(tmp_path, zeo_server.uri(), 'many')
+    env = dict(child_env(), EVOLVEAPP_BATCH='500')
+    status, text = on_terminal('evolve', ini, '--dry-run', env=env)
+    assert status == 0, text
+    bar = last_bar(text, 'evolve touch_all')
+    assert bar.group(1) == '100' and int(bar.group(2)) == ITEMS
+    assert ' objects/s]' in text and BARE_CR.search(text)
+    assert 'touch_all: done in ' in text
+
+    proc = in_pipe('evolve', ini, '--dry-run', env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == ITEMS // 500 + 1, lines  # a line a batch, + end
+    assert lines[0].startswith(
+        f'evolve touch_all: 500/{ITEMS:,} objects (17%), '
+    )
+    assert lines[-1].startswith(
+        f'evolve touch_all: {ITEMS:,}/{ITEMS:,} objects (100%)'
+    )
+    proc = in_pipe('evolve', ini, '--dry-run', '--quiet', env=env)
+    assert proc.returncode == 0 and proc.stderr == ''
+    assert 'ran and aborted (dry run) 1 steps' in proc.stdout
