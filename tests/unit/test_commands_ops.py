@@ -677,3 +677,73 @@ def test_check_storage_goes_on_past_unloadable_records():
                              "\\x00\\x00\\x00\\x01': OSError()"]
 
 
+
+
+# -- what the progress of backup, copy and pack measures ---------------------
+
+
+def test_backed_up_reads_the_newest_dat_file(tmp_path):
+    assert backup.backed_up(str(tmp_path)) == 0  # no backup yet
+    (tmp_path / '2024-01-01-00-00-00.dat').write_text(
+        '/r/2024-01-01-00-00-00.fs 0 1000 abc\n'
+    )
+    (tmp_path / '2024-01-02-00-00-00.dat').write_text(
+        '/r/2024-01-02-00-00-00.fs 0 1200 abc\n'
+        '/r/2024-01-02-10-00-00.deltafs 1200 1750 def\n\n'
+    )
+    assert backup.backed_up(str(tmp_path)) == 1750
+    (tmp_path / '2024-01-03-00-00-00.dat').write_text('not repozo\n')
+    assert backup.backed_up(str(tmp_path)) == 0
+
+
+def test_backup_written_is_the_temporary_file_then_the_new_one(tmp_path):
+    repo = str(tmp_path)
+    (tmp_path / '2024-01-01-00-00-00.fs').write_bytes(b'x' * 10)
+    before = backup.data_files(repo)
+    assert backup._backup_written(repo, before) is None  # not begun
+    (tmp_path / 'tmp.tmp').write_bytes(b'y' * 7)
+    assert backup._backup_written(repo, before) == 7
+    os.rename(tmp_path / 'tmp.tmp', tmp_path / '2024-01-02-00-00-00.fs')
+    assert backup._backup_written(repo, before) == 7
+
+
+def test_copy_size_of_a_storage_that_cannot_tell():
+    from pyramid_zeostore.commands import copy
+
+    class Silent:
+        def getSize(self):
+            raise NotImplementedError
+
+    class Empty:
+        def getSize(self):
+            return 0
+
+    assert copy._size(Silent()) is None and copy._size(Empty()) is None
+
+
+def test_pack_finds_the_served_file_only_when_it_is_this_servers(tmp_path):
+    from pyramid_zeostore.commands.pack import data_file
+    from pyramid_zeostore.settings import parse_settings
+
+    sock = tmp_path / 'zeo.sock'
+    conf = tmp_path / 'zeo.conf'
+    conf.write_text(
+        f'<zeo>\n  address {sock}\n</zeo>\n'
+        f'<filestorage main>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
+    )
+
+    def spec(uri):
+        return parse_settings({'zodb_uri': uri}).databases[0]
+
+    assert data_file(spec(f'file://{tmp_path}/F%20S.fs'), None) == (
+        f'{tmp_path}/F S.fs'
+    )
+    assert data_file(spec('memory://'), str(conf)) is None
+    served = spec(f'zeo://{sock}?storage=main')
+    assert data_file(served, str(conf)) == f'{tmp_path}/Data.fs'
+    assert data_file(served, None) is None  # no zeo.conf in the ini
+    assert data_file(served, str(tmp_path / 'nope.conf')) is None
+    # Another server, or another storage of this one: not known here.
+    assert data_file(spec(f'zeo://{tmp_path}/other.sock?storage=main'),
+                     str(conf)) is None
+    assert data_file(spec(f'zeo://{sock}'), str(conf)) is None
