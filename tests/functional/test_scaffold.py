@@ -439,6 +439,18 @@ def test_a_new_project_installs_tests_and_serves(
         assert status == 200, server.log()
         assert '<a href="http://127.0.0.1' in body.decode()
         assert 'Hello' in body.decode()
+        # development.ini's debug toolbar (this host is 127.0.0.1), with
+        # the ZODB panel of the folder page, which loaded the document.
+        toolbar = re.search(
+            r'id="pShowToolBarButton"\s+href="([^"]+)"', body.decode()
+        )
+        assert toolbar, body.decode()[-2000:]
+        path = urllib.parse.urlsplit(toolbar.group(1)).path
+        status, _, body = server.request(path)
+        assert status == 200, server.log()
+        panel = body.decode()
+        assert 'id="pDebugPanel-zodb"' in panel
+        assert 'demo_site.models.Document' in panel, panel[-3000:]
         server.stop()
 
         # Committed to the backend: there after a restart.
