@@ -318,20 +318,25 @@ def test_only_managers_see_history_and_undo(router):
               status=403)
 
 
+def two_revisions(router) -> bytes:
+    """The oid of ``/doc``, an Item committed twice ("one", "two")."""
+    conn, tm, root = app_root(router)
+    try:
+        root['doc'] = Item(n=1)
+        commit(tm, 'one')
+        root['doc'].n = 2
+        commit(tm, 'two')
+        return root['doc']._p_oid
+    finally:
+        conn.close()
+
+
 def test_database_page_and_pack_of_two_databases(zeo_server):
     router = make_router(zeo_server.uri(),
                          **{'zodb_uri.other': 'memory://'})
     try:
         boss = login(router, 'boss', 'pw-boss-1')
-        conn, tm, root = app_root(router)
-        try:
-            root['doc'] = Item(n=1)
-            commit(tm, 'one')
-            root['doc'].n = 2
-            commit(tm, 'two')
-            oid = root['doc']._p_oid
-        finally:
-            conn.close()
+        oid = two_revisions(router)
         db = get_databases(router.registry).get('')
         assert len(db.history(oid, size=10)) == 2
         page = boss.get('/@@manage-database')
@@ -382,15 +387,7 @@ def test_a_pack_longer_than_the_reply_bound_goes_on_alone(zeo_server):
     router = make_router(zeo_server.uri(), **{'zeostore.reply_timeout': '1'})
     try:
         boss = login(router, 'boss', 'pw-boss-1')
-        conn, tm, root = app_root(router)
-        try:
-            root['doc'] = Item(n=1)
-            commit(tm, 'one')
-            root['doc'].n = 2
-            commit(tm, 'two')
-            oid = root['doc']._p_oid
-        finally:
-            conn.close()
+        oid = two_revisions(router)
         db = get_databases(router.registry).get('')
         form = boss.get('/@@manage-database').forms['pack-form-0']
         os.kill(zeo_server.pid, signal.SIGSTOP)  # a server slow to pack

@@ -469,63 +469,44 @@ def test_the_heartbeat_is_renewed(db, monkeypatch):
     assert notes[-3:] == [b'evolve: claim', b'evolve: s', b'evolve: release']
 
 
-def test_release_retries_a_conflict(db, monkeypatch):
-    used(db)
-    evolver = Evolver(db, steps('a'))
+def fail_commits(monkeypatch, evolver, error, which=None):
+    """Make ``evolver``'s commits raise ``error``: the ``which``-th only
+    (counting from 1; the others commit), or every one."""
     calls = []
     real = evolver.tm.commit
 
     def commit():
         calls.append(1)
-        if len(calls) == 3:  # the release
-            from ZODB.POSException import ConflictError
-
-            raise ConflictError('release')
+        if which is None or len(calls) == which:
+            raise error
         real()
 
     monkeypatch.setattr(evolver.tm, 'commit', commit)
-    evolver.run()
-    assert read_root(db, lambda r: r[RECORD]['claim']) is None
 
 
-def test_claim_retries_a_conflict(db, monkeypatch):
+@pytest.mark.parametrize('which', [1, 3])  # the claim, the release
+def test_claim_and_release_retry_a_conflict(db, monkeypatch, which):
+    from ZODB.POSException import ConflictError
+
     used(db)
     evolver = Evolver(db, steps('a'))
-    calls = []
-    real = evolver.tm.commit
-
-    def commit():
-        calls.append(1)
-        if len(calls) == 1:
-            from ZODB.POSException import ConflictError
-
-            raise ConflictError('claim')
-        real()
-
-    monkeypatch.setattr(evolver.tm, 'commit', commit)
+    fail_commits(monkeypatch, evolver, ConflictError('once'), which)
     assert [r.name for r in evolver.run()] == ['a']
+    assert read_root(db, lambda r: r[RECORD]['claim']) is None
 
 
 def test_mark_finished_retries_then_raises(db, monkeypatch):
     from ZODB.POSException import ConflictError
 
     evolver = Evolver(db, steps('a'), attempts=2)
-
-    def commit():
-        raise ConflictError('always')
-
-    monkeypatch.setattr(evolver.tm, 'commit', commit)
+    fail_commits(monkeypatch, evolver, ConflictError('always'))
     with pytest.raises(ConflictError):
         evolver.mark_finished('a')
 
 
 def test_errors_in_claim_mark_and_release_abort(db, monkeypatch):
     evolver = Evolver(db, steps('a'), attempts=2)
-
-    def commit():
-        raise OSError('disk')
-
-    monkeypatch.setattr(evolver.tm, 'commit', commit)
+    fail_commits(monkeypatch, evolver, OSError('disk'))
     with pytest.raises(OSError):
         evolver.mark_finished('a')
     with pytest.raises(OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -1164,16 +1165,24 @@ def big_storage(tmp_path_factory):
     return path
 
 
+@contextlib.contextmanager
+def fresh_folder(path: str):
+    """``(conn, zodb_root['folder'])`` of the FileStorage at ``path``,
+    read-only, from a fresh DB and connection (an empty cache)."""
+    database = ZODB.DB(ZODB.FileStorage.FileStorage(path, read_only=True))
+    conn = database.open(transaction_manager=transaction.TransactionManager())
+    try:
+        yield conn, conn.root()['folder']
+    finally:
+        database.close()
+
+
 @pytest.fixture
 def big_folder(big_storage):
     """The big folder, from a fresh DB and connection (empty cache)."""
-    database = ZODB.DB(ZODB.FileStorage.FileStorage(big_storage,
-                                                    read_only=True))
-    conn = database.open(transaction_manager=transaction.TransactionManager())
-    folder = conn.root()['folder']
-    assert len(folder) == N_BIG
-    yield conn, folder
-    database.close()
+    with fresh_folder(big_storage) as (conn, folder):
+        assert len(folder) == N_BIG
+        yield conn, folder
 
 
 def loaded_children(folder) -> list[str]:

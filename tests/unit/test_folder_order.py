@@ -18,7 +18,7 @@ from ZODB.utils import get_pickle_metadata
 from pyramid_zeostore.exceptions import FolderKeyError
 from pyramid_zeostore.folder import Folder, FolderOrder
 from pyramid_zeostore.interfaces import IObjectEvent
-from tests.unit.test_folder import Item, kinds
+from tests.unit.test_folder import Item, fresh_folder, kinds
 
 
 @pytest.fixture
@@ -470,11 +470,8 @@ def big_ordered(tmp_path_factory):
 @pytest.fixture
 def big_conn(big_ordered):
     """A fresh DB and connection on the big folder (empty cache)."""
-    database = ZODB.DB(ZODB.FileStorage.FileStorage(big_ordered,
-                                                    read_only=True))
-    conn = database.open(transaction_manager=transaction.TransactionManager())
-    yield conn, conn.root()['folder']
-    database.close()
+    with fresh_folder(big_ordered) as found:
+        yield found
 
 
 def expected_names() -> list[str]:
