@@ -651,6 +651,24 @@ def test_a_secret_file_is_made_then_read_back(tmp_path):
     assert load_secret(AppSettings(secret_file=str(path))) == secret
 
 
+def test_a_secret_file_made_meanwhile_by_another_process_wins(
+    tmp_path, monkeypatch
+):
+    """Two processes starting at once: the one whose link comes second
+    reads the first one's secret, and leaves no temporary file."""
+    path = tmp_path / 'secret'
+    theirs = 't' * 64
+    real_link = os.link
+
+    def link(src, dst):
+        path.write_text(theirs + '\n')  # the other process got there
+        real_link(src, dst)  # FileExistsError
+
+    monkeypatch.setattr(os, 'link', link)
+    assert load_secret(AppSettings(secret_file=str(path))) == theirs
+    assert os.listdir(tmp_path) == ['secret']
+
+
 def test_secret_files_are_random(tmp_path):
     one = load_secret(AppSettings(secret_file=str(tmp_path / 'one')))
     two = load_secret(AppSettings(secret_file=str(tmp_path / 'two')))

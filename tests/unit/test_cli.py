@@ -108,3 +108,13 @@ def test_zeo_conf_errors(tmp_path, capsys):
     assert 'set zeostore.zeo_conf' in capsys.readouterr().err
 
 
+
+
+def test_user_commands_name_an_ini_without_a_database(tmp_path, capsys):
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\nuse = egg:pyramid_zeostore\n')
+    assert cli.main(['deluser', str(ini), 'someone']) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        'pzeo deluser: the ini configures no database (zodb_uri)\n'
+    )
