@@ -45,21 +45,18 @@ MAX_DAYS = 3650
 def _last(db: Any, fallback: str | None) -> dict | None:
     """The last transaction: time, user and note from the undo log,
     else the probe's time alone."""
-    if db.supportsUndo():
-        entries = db.undoLog(0, 1)
-        if entries:
-            entry = entries[0]
-            return {
-                'time': views._when(entry.get('time')),
-                'user': views._text(entry.get('user_name')),
-                'note': views._text(entry.get('description')),
-            }
-    if not fallback:
+    entries = views.undo_log(db, 0, 1)
+    if entries:
+        entry = entries[0]
+        return {
+            'time': views._when(entry.get('time')),
+            'user': entry.get('user_name', ''),
+            'note': entry.get('description', ''),
+        }
+    if not fallback:  # a database without a transaction (none known)
         return None
-    try:
-        seconds = datetime.datetime.fromisoformat(fallback).timestamp()
-    except ValueError:
-        return {'time': fallback, 'user': '', 'note': ''}
+    # probe.last_transaction's isoformat()
+    seconds = datetime.datetime.fromisoformat(fallback).timestamp()
     return {'time': views._when(seconds), 'user': '', 'note': ''}
 
 
@@ -172,7 +169,8 @@ def pack(context: Any, request: Any) -> Any:
         return HTTPSeeOther(views.manage_url(
             request, request.root, 'manage-database',
             packing=f'{seconds:.3f}', db=name or None))
-    except (POSError, NotImplementedError) as e:
+    except (POSError, NotImplementedError, ValueError) as e:
+        # ValueError: MappingStorage's "Already packed to a later time"
         return database_page(
             request, status=409, failed=f'Packing {name or "main"} '
             f'failed: {type(e).__name__}: {e}'[:500])

@@ -339,14 +339,15 @@ def revisions(db: Any, oid: bytes) -> tuple[list[dict], bool, str | None]:
     read (within :data:`MAX_LOADED` bytes in all); whether older ones
     exist; why there are none (a storage without history)."""
     try:
-        found = db.history(oid, size=MAX_REVISIONS + 1)
+        found = views.history_of(db, oid, MAX_REVISIONS + 1)
     except POSKeyError:
         raise HTTPNotFound('no object with this oid') from None
     except Exception as e:  # noqa: BLE001 - a storage without history
         return [], False, (f'This storage ({render.type_name(db.storage)}) '
                            f'keeps no history: {type(e).__name__}')
-    if not found:
-        raise HTTPNotFound('no object with this oid')
+    if not found:  # of an object that exists (a missing oid raises)
+        return [], False, (f'This storage ({render.type_name(db.storage)}) '
+                           'keeps no history of this object')
     more = len(found) > MAX_REVISIONS
     rows = []
     budget = MAX_LOADED
@@ -487,8 +488,7 @@ def transactions(context: Any, request: Any, status: int = 200,
     if first is None:
         first = _first(request)
     undoable = db.supportsUndo()
-    entries = list(db.undoLog(first, first + TXN_PAGE + 1)) if (
-        undoable) else []
+    entries = views.undo_log(db, first, first + TXN_PAGE + 1)
     rows = []
     for entry in entries[:TXN_PAGE]:
         note = views._text(entry.get('description'))
@@ -532,7 +532,7 @@ def _find(db: Any, undo_id: bytes, first: int) -> dict | None:
     """The undo log entry of ``undo_id``, looked for around the page
     the form was on (later transactions push it further)."""
     start = max(0, first - TXN_PAGE)
-    for entry in db.undoLog(start, first + 5 * TXN_PAGE):
+    for entry in views.undo_log(db, start, first + 5 * TXN_PAGE):
         if _id_bytes(entry.get('id')) == undo_id:
             return entry
     return None

@@ -227,7 +227,7 @@ def last_change(jar: Any, oid: bytes) -> dict | None:
     """When the object's record was last written, by whom and why (its
     transaction's user and note), where the storage keeps history."""
     try:
-        found = jar.db().history(oid, size=1)
+        found = history_of(jar.db(), oid, 1)
     except Exception:  # noqa: BLE001 - a storage without history
         return None
     if not found:
@@ -244,6 +244,33 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode('utf-8', 'replace')
     return value or ''
+
+
+#: the metadata of a transaction that the storage gives as bytes
+TEXT_FIELDS = ('user_name', 'description')
+
+
+def _decoded(entries: Any) -> list[dict]:
+    """Storage transaction records with their user and note as text, the
+    bytes that are not UTF-8 replaced (``ZODB.DB`` decodes strictly, and
+    one note an old database wrote otherwise would fail the page)."""
+    return [
+        {**entry, **{k: _text(entry[k]) for k in TEXT_FIELDS if k in entry}}
+        for entry in entries
+    ]
+
+
+def history_of(db: Any, oid: bytes, size: int) -> list[dict]:
+    """``db.history(oid, size)``, its text decoded leniently."""
+    return _decoded(db.storage.history(oid, size))
+
+
+def undo_log(db: Any, first: int, last: int) -> list[dict]:
+    """``db.undoLog(first, last)``, its text decoded leniently; [] if
+    the storage keeps no undo log."""
+    if not db.supportsUndo():
+        return []
+    return _decoded(db.storage.undoLog(first, last))
 
 
 # -- writes -------------------------------------------------------------------
