@@ -9,8 +9,9 @@ import argparse
 import contextlib
 import logging
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 from ..exceptions import CommandError
@@ -19,7 +20,8 @@ from ..settings import DatabaseSpec, ZeostoreSettings, parse_settings
 
 __all__ = [
     'CommandError', 'add_ini', 'add_quiet', 'add_zeo_conf', 'app_settings',
-    'human', 'load_settings', 'progress', 'quiet_logger', 'select',
+    'human', 'load_app', 'load_settings', 'progress', 'quiet_logger',
+    'select',
     'split_config_uri', 'zeo_conf_path',
 ]
 
@@ -72,6 +74,24 @@ def app_settings(args: argparse.Namespace) -> dict[str, Any]:
         return dict(get_appsettings(path, section))
     except LookupError as e:
         raise CommandError(f'{path}: {e}', 2) from None
+
+
+T = TypeVar('T')
+
+
+def load_app(path: str, section: str, load: Callable[[], T]) -> T:
+    """``load()`` the ini's app (``get_app``, ``bootstrap``): an app that
+    cannot be imported or made is one line naming the ini and the error
+    (status 2), not a traceback; a configuration error stays one."""
+    try:
+        return load()
+    except (ConfigurationError, CommandError):
+        raise
+    except Exception as e:  # the app's own code, an import, ...
+        raise CommandError(
+            f'cannot load [app:{section}] of {path}: {type(e).__name__}: '
+            f'{e} (pserve {path} shows the traceback)', 2,
+        ) from None
 
 
 def load_settings(args: argparse.Namespace) -> ZeostoreSettings:

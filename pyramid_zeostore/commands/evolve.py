@@ -19,7 +19,6 @@ import traceback
 from typing import Any
 
 from pyramid.config import global_registries
-from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_app, setup_logging
 from zodbupdate.update import Updater
 
@@ -31,6 +30,7 @@ from . import (
     CommandError,
     add_ini,
     add_quiet,
+    load_app,
     load_settings,
     progress,
     quiet_logger,
@@ -137,16 +137,7 @@ def load_registry(args: argparse.Namespace) -> Any:
     path, section = split_config_uri(args)
     setup_logging(path)
     with suspended():
-        try:
-            app = get_app(path, section)
-        except ConfigurationError:
-            raise  # pzeo names it as a configuration error
-        except Exception as e:  # the app's own code, an import, ...
-            raise CommandError(
-                f'cannot load [app:{section}] of {path}: '
-                f'{type(e).__name__}: {e} (pserve {path} shows the '
-                'traceback)', 2,
-            ) from None
+        app = load_app(path, section, lambda: get_app(path, section))
     # A Router has its registry; a pipeline hides it, but making the
     # Router registered it globally.
     return getattr(app, 'registry', None) or global_registries.last

@@ -23,7 +23,7 @@ from pyramid.paster import bootstrap, setup_logging
 
 from ..connection import get_databases
 from ..pshell import setup
-from . import CommandError, add_ini, split_config_uri
+from . import CommandError, add_ini, load_app, split_config_uri
 
 ORDER = 30
 
@@ -62,7 +62,7 @@ def session(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """The pshell environment of the ini's app, closed at exit."""
     path, section = split_config_uri(args)
     setup_logging(path)
-    env = bootstrap(f'{path}#{section}')
+    env = load_app(path, section, lambda: bootstrap(f'{path}#{section}'))
     try:
         filling = setup(env)
         next(filling)

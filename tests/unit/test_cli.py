@@ -118,3 +118,16 @@ def test_user_commands_name_an_ini_without_a_database(tmp_path, capsys):
     assert err == (
         'pzeo deluser: the ini configures no database (zodb_uri)\n'
     )
+
+
+def test_shell_names_an_app_that_cannot_load(tmp_path, capsys):
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\nuse = call:no_such_module_here:main\n')
+    assert cli.main(['shell', str(ini), '-c', 'print(1)']) == 2
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err == (
+        f'pzeo shell: cannot load [app:main] of {ini}: ModuleNotFoundError: '
+        f"No module named 'no_such_module_here' (pserve {ini} shows the "
+        'traceback)\n'
+    )
