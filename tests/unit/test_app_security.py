@@ -182,6 +182,37 @@ def test_throttle_memory_is_bounded():
 # -- the session's fingerprint of a hash
 
 
+def test_an_identity_the_database_cannot_give_is_asked_for_once(
+    monkeypatch,
+):
+    """authenticated_userid (the transaction's user) cannot learn who it
+    is: None, and the error is kept for the view's own check, which
+    raises it (a 503 there) without asking the database again."""
+    from pyramid import testing
+
+    policy = SecurityPolicy(AppSettings(), SECRET)
+    asked = []
+
+    def down(request, name, password):
+        asked.append(name)
+        raise RuntimeError('the database is down')
+
+    monkeypatch.setattr(policy, 'check_password', down)
+    config = testing.setUp()
+    try:
+        config.set_security_policy(policy)
+        request = Request.blank(
+            '/', headers={'Authorization': basic('alice:pw')}
+        )
+        request.registry = config.registry
+        assert policy.authenticated_userid(request) is None
+        with pytest.raises(RuntimeError, match='the database is down'):
+            assert request.identity is None  # raises first
+        assert asked == ['alice']
+    finally:
+        testing.tearDown()
+
+
 def test_fingerprint():
     policy = SecurityPolicy(AppSettings(), SECRET)
     fingerprint = policy.fingerprint('$argon2id$one')
