@@ -217,9 +217,10 @@ class Poller:
         try:
             done = self.measure()
         except OSError:  # a file not there yet, or gone already
-            return
-        if done is not None:
-            self.progress.moveto(done)
+            done = None
+        # Not measurable yet: the same amount, so that the bar shows and
+        # its clock runs (a pack's first phase writes nothing).
+        self.progress.moveto(self.progress.done if done is None else done)
 
     def stop(self) -> None:
         self.stopped.set()
