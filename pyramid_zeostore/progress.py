@@ -142,7 +142,11 @@ class Progress:
                 return
             step = done - self.done
             if self.mode == 'bar':
-                self._bar().update(step)  # 0 too: the elapsed time moves
+                bar = self._bar()
+                if step:
+                    bar.update(step)
+                else:  # nothing done since: the elapsed time moves
+                    bar.refresh()
             self.done = done
             if self.mode == 'lines':
                 now = self.clock()

@@ -119,6 +119,9 @@ def test_a_terminal_gets_tqdms_bar():
         shown.set_total(4)
         shown.update(2)
         shown.moveto(4)
+        before = stream.getvalue().count('\r')
+        shown.moveto(4)  # nothing new: redrawn (its clock moves)
+        assert stream.getvalue().count('\r') == before + 1
     text = stream.getvalue()
     assert text.startswith('\r') and text.endswith('\n')
     last = text.rstrip('\n').rsplit('\r', 1)[-1]
