@@ -70,10 +70,15 @@ def split_config_uri(args: argparse.Namespace) -> tuple[str, str]:
 def app_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The raw settings of the ini's app section (no app is built)."""
     path, section = split_config_uri(args)
-    try:
-        return dict(get_appsettings(path, section))
-    except LookupError as e:
-        raise CommandError(f'{path}: {e}', 2) from None
+
+    def read() -> dict[str, Any]:
+        try:
+            return dict(get_appsettings(path, section))
+        except LookupError as e:  # no such section
+            raise CommandError(f'{path}: {e}', 2) from None
+
+    # Reading the settings imports the app's package (``use =``).
+    return load_app(path, section, read)
 
 
 T = TypeVar('T')

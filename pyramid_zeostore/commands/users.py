@@ -25,6 +25,7 @@ from ..app.users import (
 )
 from ..databases import Databases
 from ..root import bootstrap
+from ..settings import ZeostoreSettings
 from . import CommandError, add_ini, load_settings
 
 ORDER = 60
@@ -36,7 +37,9 @@ def register(subparsers) -> None:
         help='add a user of the ready app (or set their password)',
         description='Add a user who may log in to the ready app, or set '
         'the password and role of one who exists. The password is read '
-        'from stdin (asked twice without echo on a terminal).',
+        'from stdin (asked twice without echo on a terminal). These '
+        'users are the ready app\'s (use = egg:pyramid_zeostore): an app '
+        'of your own keeps its own security.',
     )
     add_ini(add)
     add.add_argument('name', metavar='NAME')
@@ -73,12 +76,21 @@ def read_password(stream: TextIO | None = None) -> str:
     return stream.readline().rstrip('\r\n')
 
 
-def _change(args: argparse.Namespace, change: Any) -> Any:
-    """Run ``change(zodb_root)`` in a transaction of its own (retried on
-    conflicts) on the ini's primary database; return what it returned."""
+def _settings(args: argparse.Namespace) -> ZeostoreSettings:
+    """The ini's settings, which must configure a database."""
     settings = load_settings(args)
     if settings.primary is None:
         raise CommandError('the ini configures no database (zodb_uri)', 2)
+    return settings
+
+
+def _change(
+    args: argparse.Namespace, change: Any,
+    settings: ZeostoreSettings | None = None,
+) -> Any:
+    """Run ``change(zodb_root)`` in a transaction of its own (retried on
+    conflicts) on the ini's primary database; return what it returned."""
+    settings = settings or _settings(args)
     databases = Databases(
         settings.databases[:1], settings.connect_timeout,
         settings.reply_timeout,
@@ -92,14 +104,17 @@ def _change(args: argparse.Namespace, change: Any) -> Any:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    password = read_password()
+    # What can be wrong without the password is said before asking it.
+    settings = _settings(args)
     try:
         check_name(args.name)
+        password = read_password()
         check_password(password)
     except ValueError as e:
         raise CommandError(str(e), 2) from None
     verb = _change(
-        args, lambda root: _add(root, args.name, password, args.role)
+        args, lambda root: _add(root, args.name, password, args.role),
+        settings,
     )
     print(f'{verb} user {args.name!r} ({args.role})')
     return 0

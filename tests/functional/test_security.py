@@ -69,6 +69,11 @@ class Site:
         self.db.storage.sync()
         return self.db.lastTransaction()
 
+    def users_of_last(self, n):
+        """The users of the last ``n`` transactions, newest first."""
+        self.db.storage.sync()
+        return [t['user_name'] for t in self.db.undoLog(0, n)]
+
     def refused(self, call, status, *args, **kw):
         """``call(*args, **kw)`` answers ``status`` and stores nothing."""
         before = self.last()
@@ -155,6 +160,9 @@ def test_basic_credentials_write_and_wrong_ones_are_refused(site, caplog):
     s.app.delete('/doc', headers=basic())
     assert s.app.get('/', headers={'Accept': 'application/json'}
                      ).json['length'] == 0
+    # Each write's transaction names its user (create, patch, increment,
+    # delete), as the undo log and the history pages show it.
+    assert s.users_of_last(4) == ['admin'] * 4
 
 
 def test_roles_viewer_reads_editor_writes(site):
@@ -233,6 +241,7 @@ def test_login_write_logout(site):
     form['name'] = 'from-the-form'
     assert form.submit(headers={'Origin': OWN}).status_int == 303
     assert 'from-the-form' in b.get('/').text
+    assert s.users_of_last(1) == ['admin']  # logged in by the form
     page.forms[0].submit(headers={'Origin': OWN})  # log out
     assert 'Log in' in b.get('/').text
     s.refused(b.post, 403, '/', {'name': 'after', 'csrf_token': 'x'},

@@ -131,3 +131,33 @@ def test_shell_names_an_app_that_cannot_load(tmp_path, capsys):
         f"No module named 'no_such_module_here' (pserve {ini} shows the "
         'traceback)\n'
     )
+
+
+@pytest.mark.parametrize('argv', [
+    ['status'], ['users'], ['verify'], ['pack'], ['start'], ['stop'],
+    ['adduser', 'someone'], ['deluser', 'someone'], ['evolve'],
+    ['backup', '--to', 'backups'],
+])
+def test_every_command_names_an_app_that_cannot_load(tmp_path, capsys, argv):
+    # Reading an ini's settings imports its app (use = call:...): a
+    # missing module is one line and status 2, not a traceback.
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\nuse = call:no_such_module_here:main\n')
+    command, *rest = argv
+    assert cli.main([command, str(ini), *rest]) == 2
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err.startswith(
+        f'pzeo {command}: cannot load [app:main] of {ini}: '
+        "ModuleNotFoundError: No module named 'no_such_module_here'"
+    ), err
+    assert 'Traceback' not in err
+
+
+def test_a_missing_section_is_named(tmp_path, capsys):
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\nuse = egg:pyramid_zeostore\n')
+    assert cli.main(['status', f'{ini}#other']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'pzeo status: {ini}: '), err
+    assert 'other' in err
