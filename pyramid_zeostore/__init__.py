@@ -234,12 +234,28 @@ def includeme(config: Configurator) -> None:
         errorviews.bad_encoding_view, context=UnicodeDecodeError,
         zeostore_bad_encoding=True,
     )
-    if parsed.autostart:
+    if parsed.autostart and not may_use_zeo(parsed):
+        # file:// or memory:// in place of zeo:// ("one line"): a server
+        # started now would hold the very file the app is to open.
+        log.warning(
+            'zeostore.autostart is ignored: no database is served by ZEO '
+            '(zodb_uri = %s)', parsed.databases[0].display_address,
+        )
+    elif parsed.autostart:
         # Before the other actions: a server the app may talk to at once.
         config.action(
             'zeostore.autostart', _autostart, args=(parsed,),
             order=PHASE2_CONFIG,
         )
+
+
+def may_use_zeo(parsed: ZeostoreSettings) -> bool:
+    """Could a database of these settings be a ZEO client: a zeo:// URI
+    (also inside demo:), or a zconfig:// file, which may name one."""
+    return any(
+        spec.is_zeo or spec.uri.startswith('zconfig:')
+        for spec in parsed.databases
+    )
 
 
 #: Settings that name a callable by its dotted name.

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from zc.lockfile import LockError
 from ZEO.Exceptions import ClientDisconnected
 from ZODB import DB
 from ZODB.POSException import ConflictError
@@ -195,6 +196,15 @@ class Databases:
         except TLSFileError as e:
             raise ZeostoreConfigurationError(
                 spec.key, spec.uri, f'expected usable TLS files ({e})'
+            ) from None
+        except LockError as e:
+            # file://: a FileStorage is one process's at a time.
+            raise ZeostoreConfigurationError(
+                spec.key, spec.uri,
+                f'expected a file no other process has open ({e}): a ZEO '
+                'server (runzeo, pzeo start, zeostore.autostart) or another '
+                'process holds it; stop it, or serve the file with ZEO and '
+                'use zeo:// to share it',
             ) from None
         except TypeError as e:
             # zodburi passes options that this ZEO/ZODB may not take.

@@ -223,3 +223,25 @@ def test_concurrent_app_factories_start_one(autostart_ini, tmp_path):
     assert zeoserver.server_pid(conf) == pids[0]
     assert zeoserver.stop_server(conf)
     assert fconf.runzeo_pids(conf.path) == []
+
+
+def test_the_one_line_move_to_file_leaves_autostart_alone(
+    tmp_path, autostarted, servers
+):
+    # development.ini with zodb_uri changed to file:// and autostart
+    # still true: pserve serves the file, and no runzeo takes its lock.
+    conf = zeoserver.read_zeo_conf(rconf.write_zeo_conf(tmp_path / 'var'))
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path,
+        f'file://{tmp_path}/var/Data.fs',
+        **{
+            'zeostore.autostart': 'true',
+            'zeostore.zeo_conf': conf.path,
+        },
+    )
+    server = servers(fconf.pserve(ini))
+    status, _, body = server.request('/?format=json')
+    assert status == 200, server.log()
+    assert fconf.runzeo_pids(conf.path) == []
+    assert 'zeostore.autostart is ignored' in server.log()

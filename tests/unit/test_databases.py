@@ -61,6 +61,25 @@ def test_a_file_in_a_missing_folder_names_the_key(tmp_path):
     assert not dbs.is_open
 
 
+def test_a_file_another_storage_holds_names_the_key(tmp_path):
+    from ZODB.FileStorage import FileStorage
+
+    holder = FileStorage(str(tmp_path / 'Data.fs'))  # as runzeo would
+    try:
+        dbs = Databases.from_uri(f'file://{tmp_path}/Data.fs')
+        with pytest.raises(ConfigurationError) as info:
+            dbs.get()
+    finally:
+        holder.close()
+    assert info.value.key == 'zodb_uri'
+    text = str(info.value)
+    assert 'expected a file no other process has open' in text
+    assert 'use zeo:// to share it' in text
+    assert not dbs.is_open
+    dbs.get()  # once it is free
+    dbs.close()
+
+
 def test_a_blob_dir_in_a_missing_folder_names_the_key(tmp_path):
     dbs = Databases.from_settings({
         'zodb_uri': 'memory://',

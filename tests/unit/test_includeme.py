@@ -68,6 +68,35 @@ def test_includeme_without_uri_fails_at_include():
     assert config.registry.queryUtility(IDatabases) is None
 
 
+@pytest.mark.parametrize('uri, starts', [
+    ('file://{tmp}/Data.fs', False),
+    ('memory://', False),
+    ('zeo://{tmp}/zeo.sock', True),
+    ('demo:(memory://)/(zeo://{tmp}/zeo.sock)', True),
+    ('zconfig://{tmp}/db.conf', True),  # may name a ZEO client
+])
+def test_autostart_only_for_a_database_zeo_may_serve(
+    tmp_path, monkeypatch, caplog, uri, starts
+):
+    # The one-line move to file:// leaves autostart = true behind: a
+    # server started then would lock the very file the app opens.
+    started = []
+    monkeypatch.setattr(pyramid_zeostore, '_autostart', started.append)
+    (tmp_path / 'db.conf').write_text(
+        '<zodb>\n  <mappingstorage/>\n</zodb>\n'
+    )
+    config = Configurator(settings={
+        'zodb_uri': uri.format(tmp=tmp_path),
+        'zeostore.autostart': 'true', 'zeostore.zeo_conf': __file__,
+        'zeostore.check_on_startup': 'false',
+    })
+    config.include('pyramid_zeostore')
+    config.commit()
+    assert bool(started) is starts
+    ignored = 'zeostore.autostart is ignored' in caplog.text
+    assert ignored is not starts
+
+
 def test_get_databases_without_the_include_says_what_to_do():
     config = Configurator(settings={})
     config.commit()
