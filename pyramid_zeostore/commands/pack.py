@@ -17,7 +17,6 @@ import time
 from urllib.parse import unquote, urlsplit
 
 import ZConfig
-from zc.lockfile import LockError
 
 from ..databases import Databases
 from ..zeoserver import read_zeo_conf
@@ -194,8 +193,5 @@ def _pack_one(
 
 
 def _reason(e: Exception) -> str:
-    text = str(e) or type(e).__name__
-    if isinstance(e, LockError):
-        text += (' (in use by another process: pack a served file through '
-                 'its ZEO server, with a zeo:// URI)')
-    return text
+    # A file in use is a ConfigurationError of Databases that says so.
+    return str(e) or type(e).__name__

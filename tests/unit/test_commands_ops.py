@@ -262,7 +262,8 @@ def test_pack_a_file_in_use(tmp_path, capsys):
     finally:
         holder.close()
     assert status == 1
-    assert 'in use by another process' in out
+    assert 'expected a file no other process has open' in out
+    assert 'use zeo:// to share it' in out
 
 
 # -- the zeo.conf's storages --------------------------------------------------
