@@ -14,6 +14,8 @@ that no server has open.
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import time
 import traceback
 from typing import Any
@@ -98,6 +100,23 @@ def _rename(text: str) -> tuple[tuple[str, str], tuple[str, str]]:
                 f'expected old.module.Class=new.module.Class, got {text!r}'
             )
         pair.append((module, name))
+    if pair[0] == pair[1]:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} renames a class to itself'
+        )
+    new_module, new_name = pair[1]
+    try:  # the class the records are to name must exist in the code
+        found = getattr(importlib.import_module(new_module), new_name)
+    except Exception as e:  # noqa: BLE001 - any failure of an import
+        raise argparse.ArgumentTypeError(
+            f'{new_module}.{new_name} cannot be imported '
+            f'({type(e).__name__}: {e}): the new name must be the class '
+            'as the code has it now'
+        ) from None
+    if not isinstance(found, type):
+        raise argparse.ArgumentTypeError(
+            f'{new_module}.{new_name} is not a class'
+        )
     return pair[0], pair[1]
 
 
@@ -228,9 +247,37 @@ class ProgressUpdater(Updater):
             yield record
 
 
+class Skipped(logging.Handler):
+    """Counts the records zodbupdate logs as left unchanged (a record
+    it cannot write again): a rename that skipped one did not finish."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
 def rename(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     renames = dict(args.rename)
+    skipped = Skipped()
+    logging.getLogger('zodbupdate').addHandler(skipped)
+    try:
+        _rename_in(args, settings, renames)
+    finally:
+        logging.getLogger('zodbupdate').removeHandler(skipped)
+    if skipped.count:
+        print(f'FAILED: {skipped.count} records could not be rewritten '
+              '(see the errors above); they still name the old classes')
+        return 1
+    return 0
+
+
+def _rename_in(
+    args: argparse.Namespace, settings: Any, renames: dict
+) -> None:
     for spec in select(settings.databases, args.db):
         databases = Databases([spec], settings.connect_timeout)
         try:
@@ -252,4 +299,3 @@ def rename(args: argparse.Namespace) -> int:
             databases.close()
         verb = 'would rewrite' if args.dry_run else 'rewrote'
         print(f'{spec.key}: {verb} {updater.changed} records')
-    return 0

@@ -663,6 +663,7 @@ def pzeo(capsys, *args):
 
 FIRST = 'tests.functional.evolveapp.first'
 SECOND = 'tests.functional.evolveapp.second'
+NEW = 'tests.functional.evolveapp_new.Item'
 
 
 def test_pzeo_evolve_list_run_mark(tmp_path, capsys):
@@ -708,7 +709,7 @@ def test_pzeo_evolve_mark_unknown_is_a_usage_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('args, words', [
-    (['--rename', 'a.B=c.D', '--run'], '--rename goes alone'),
+    (['--rename', f'a.B={NEW}', '--run'], '--rename goes alone'),
     (['--db', 'x'], '--db goes with --rename'),
     (['--dry-run', '--mark-finished', 'x'], 'not --mark-finished'),
 ])
@@ -717,13 +718,46 @@ def test_pzeo_evolve_usage_errors(tmp_path, capsys, args, words):
     assert status == 2 and words in err
 
 
-def test_pzeo_evolve_bad_rename_syntax(tmp_path, capsys):
+@pytest.mark.parametrize('rename, words', [
+    ('Thing=Item', 'expected old.module.Class=new.module.Class'),
+    (f'{NEW}={NEW}', 'renames a class to itself'),
+    ('a.B=no.such.Cls', "no.such.Cls cannot be imported "
+     "(ModuleNotFoundError: No module named 'no'): the new name must be "
+     'the class as the code has it now'),
+    ('a.B=tests.functional.evolveapp_new.Nope', 'cannot be imported'),
+    ('a.B=tests.functional.evolveapp_new.Persistent.__init__',
+     'cannot be imported'),
+    ('a.B=tests.functional.evolveapp_new.__doc__', 'is not a class'),
+])
+def test_pzeo_evolve_bad_rename(tmp_path, capsys, rename, words):
+    # Refused before anything is read: zodbupdate would log each record
+    # it cannot write with a class that does not import, and go on.
     with pytest.raises(SystemExit) as e:
-        cli.main(['evolve', write_ini(tmp_path), '--rename', 'Thing=Item'])
+        cli.main(['evolve', write_ini(tmp_path), '--rename', rename])
     assert e.value.code == 2
-    assert 'expected old.module.Class=new.module.Class' in (
-        capsys.readouterr().err
-    )
+    assert words in capsys.readouterr().err
+
+
+def test_pzeo_evolve_rename_that_skips_a_record_fails(
+    tmp_path, capsys, monkeypatch
+):
+    import logging
+
+    from pyramid_zeostore.commands import evolve as command
+
+    called = command.Updater.__call__
+
+    def skipping(self):
+        logging.getLogger('zodbupdate.serialize').error(
+            'Error: cannot pickle modified record: (as zodbupdate says)'
+        )
+        return called(self)
+
+    monkeypatch.setattr(command.Updater, '__call__', skipping)
+    status, out, _ = pzeo(capsys, write_ini(tmp_path), '--rename',
+                          f'a.B={NEW}', '-q')
+    assert status == 1
+    assert 'FAILED: 1 records could not be rewritten' in out
 
 
 def test_pzeo_evolve_failing_step_and_claim(tmp_path, capsys):
@@ -778,7 +812,7 @@ def test_pzeo_evolve_rename_of_a_storage_it_cannot_read(
 
     monkeypatch.setattr(command.Updater, 'records', property(records))
     status, _, err = pzeo(capsys, write_ini(tmp_path), '--rename',
-                          'a.B=c.D')
+                          f'a.B={NEW}')
     assert status == 2 and 'zodbupdate cannot read this storage' in err
 
 
