@@ -16,10 +16,11 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from pyramid.exceptions import ConfigurationError
+from pyramid.exceptions import ConfigurationError, ConfigurationExecutionError
 
 from . import commands
 from .commands import CommandError
+from .exceptions import DatabaseUnavailable
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,10 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pzeo``; return the exit status."""
     args = parser().parse_args(argv)
     try:
-        return args.func(args) or 0
+        try:
+            # A database that does not answer is said once, below, not
+            # logged as a warning too.
+            with commands.quiet_logger():
+                return args.func(args) or 0
+        except ConfigurationExecutionError as e:  # raised by an action
+            raise commands.unwrap(e) from None
     except CommandError as e:
         print(f'pzeo {args.command}: {e}', file=sys.stderr)
         return e.status
+    except DatabaseUnavailable as e:  # down, or hung past the bound
+        print(f'pzeo {args.command}: {e}', file=sys.stderr)
+        return 1
     except ConfigurationError as e:
         print(f'pzeo {args.command}: configuration error: {e}',
               file=sys.stderr)

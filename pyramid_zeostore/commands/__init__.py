@@ -11,16 +11,28 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from pyramid.exceptions import ConfigurationError
+from pyramid.exceptions import (
+    ConfigurationError,
+    ConfigurationExecutionError,
+)
 from pyramid.paster import get_appsettings
 
-from ..exceptions import CommandError
+from ..app.settings import READERS as APP_READERS
+from ..app.settings import parse_app_settings
+from ..exceptions import CommandError, DatabaseUnavailable
 from ..progress import Progress
-from ..settings import DatabaseSpec, ZeostoreSettings, parse_settings
+from ..settings import (
+    DatabaseSpec,
+    ZeostoreSettings,
+    check_dotted,
+    check_keys,
+    known_keys,
+    parse_settings,
+)
 
 __all__ = [
     'CommandError', 'add_ini', 'add_quiet', 'add_zeo_conf', 'app_settings',
-    'human', 'load_app', 'load_settings', 'progress', 'quiet_logger',
+    'human', 'load_app', 'load_settings', 'unwrap', 'progress', 'quiet_logger',
     'select',
     'split_config_uri', 'zeo_conf_path',
 ]
@@ -87,10 +99,16 @@ T = TypeVar('T')
 def load_app(path: str, section: str, load: Callable[[], T]) -> T:
     """``load()`` the ini's app (``get_app``, ``bootstrap``): an app that
     cannot be imported or made is one line naming the ini and the error
-    (status 2), not a traceback; a configuration error stays one."""
+    (status 2), not a traceback; a configuration error stays one (taken
+    out of Pyramid's wrapper when an action raised it), and a database
+    that does not answer is :class:`DatabaseUnavailable` (status 1). The
+    startup warnings meant for a web server's log are kept quiet."""
     try:
-        return load()
-    except (ConfigurationError, CommandError):
+        with quiet_logger(), quiet_logger('pyramid_zeostore.app'):
+            return load()
+    except ConfigurationExecutionError as e:
+        raise unwrap(e) from None
+    except (ConfigurationError, CommandError, DatabaseUnavailable):
         raise
     except Exception as e:  # the app's own code, an import, ...
         raise CommandError(
@@ -99,9 +117,26 @@ def load_app(path: str, section: str, load: Callable[[], T]) -> T:
         ) from None
 
 
+def unwrap(error: BaseException) -> BaseException:
+    """What an action raised, out of Pyramid's ConfigurationExecutionError
+    (whose text adds its type and "in: Line 0 of file None")."""
+    if isinstance(error, ConfigurationExecutionError) and isinstance(
+        error.evalue, (ConfigurationError, DatabaseUnavailable)
+    ):
+        return error.evalue
+    return error
+
+
 def load_settings(args: argparse.Namespace) -> ZeostoreSettings:
-    """The ini's pyramid_zeostore settings, parsed and validated."""
-    return parse_settings(app_settings(args))
+    """The ini's pyramid_zeostore settings, parsed and validated as the
+    app does at startup: an unknown ``zeostore.`` key, a dotted name that
+    does not import, a bad ready-app setting are refused here too."""
+    raw = app_settings(args)
+    parsed = parse_settings(raw)
+    check_keys(raw, known_keys() | {key for key, _, _ in APP_READERS})
+    check_dotted(raw)
+    parse_app_settings(raw)
+    return parsed
 
 
 def zeo_conf_path(
@@ -163,9 +198,14 @@ def quiet_logger(
     command prints the reason itself (by default, why a server is down,
     which the databases' warning would say twice)."""
     logger = logging.getLogger(name)
-    before = logger.level
-    logger.setLevel(level)
+
+    def loud(record: logging.LogRecord) -> bool:
+        return record.levelno >= level
+
+    # A filter, not a level: the ini's logging configuration, read by
+    # some commands meanwhile, resets the levels of existing loggers.
+    logger.addFilter(loud)
     try:
         yield
     finally:
-        logger.setLevel(before)
+        logger.removeFilter(loud)

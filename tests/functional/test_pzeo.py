@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -215,3 +216,52 @@ def test_start_failures(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a: None)
     assert cli.main(['start', ini]) == 0
     assert 'already running' in capsys.readouterr().out
+
+
+def _without_autostart(project):
+    ini = project / 'development.ini'
+    text = ini.read_text().replace(
+        'zeostore.autostart = true', 'zeostore.autostart = false'
+    ).replace(
+        'zeostore.connect_timeout = 2',
+        'zeostore.connect_timeout = 0.5\nzeostore.reply_timeout = 1',
+    )
+    assert 'autostart = false' in text and 'reply_timeout' in text
+    ini.write_text(text)
+    (project / 'script.py').write_text('print(len(root))\n')
+
+
+#: Every command that opens the app's database, and its stdin.
+OPENERS = [
+    (('users',), None), (('adduser', 'ann'), 'a-long-password\n'),
+    (('deluser', 'ann'), None), (('evolve',), None),
+    (('evolve', '--run'), None), (('shell', '-c', 'print(root)'), None),
+    (('run', 'script.py'), None),
+]
+
+
+@pytest.mark.parametrize('state', ['down', 'hung'])
+def test_a_database_down_or_hung_is_one_line_and_exit_1(project, state):
+    # Status 1 (the thing checked is not right), the reason in one line:
+    # no traceback, no web server's startup banner.
+    _without_autostart(project)
+    if state == 'hung':
+        res = pzeo('start', 'development.ini', cwd=project)
+        assert res.returncode == 0, res.stderr
+        pid = int((project / 'var' / 'zeo.pid').read_text())
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for args, stdin in OPENERS:
+            res = pzeo(*args[:1], 'development.ini', *args[1:], input=stdin,
+                       cwd=project)
+            said = f'{args}: {res.returncode} {res.stdout!r} {res.stderr!r}'
+            assert res.returncode == 1, said
+            assert 'Traceback' not in res.stderr, said
+            assert '***' not in res.stderr, said  # pserve's banner
+            lines = res.stderr.strip().splitlines()
+            assert len(lines) == 1, said
+            assert lines[0].startswith(f'pzeo {args[0]}: '), said
+            assert 'zeo.sock' in lines[0], said
+    finally:
+        if state == 'hung':
+            os.kill(pid, signal.SIGCONT)
