@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
 import zodburi
+from pyramid.path import DottedNameResolver
 from pyramid.settings import asbool
 
 from .display import format_address, mask_password
@@ -570,6 +571,37 @@ THEIR_KEYS = (
 def known_keys() -> set[str]:
     """Every ``zeostore.`` key pyramid_zeostore itself reads."""
     return {key for key, _, _ in READERS} | set(OTHER_KEYS)
+
+
+#: Settings that name a callable by its dotted name.
+DOTTED_KEYS = (
+    'zeostore.appmaker', 'tm.manager_hook', 'tm.commit_veto',
+    'tm.activate_hook', 'retry.activate_hook',
+)
+
+
+def check_dotted(settings: Mapping[str, Any], package: Any = None) -> None:
+    """Import each dotted name a setting gives (relative ones from
+    ``package``; without one they are left to the app), so that a typo is
+    a ConfigurationError naming the setting, not an ImportError from
+    whichever package reads it later."""
+    resolver = DottedNameResolver(package)
+    for key in DOTTED_KEYS:
+        value = settings.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if package is None and value.strip().startswith('.'):
+            continue
+        try:
+            found = resolver.maybe_resolve(value.strip())
+        except (ImportError, AttributeError, ValueError) as e:
+            raise Bad(
+                key, value,
+                f'expected the dotted name of a callable, such as '
+                f'mypackage.module.function ({type(e).__name__}: {e})',
+            ) from None
+        if not callable(found):
+            raise Bad(key, value, 'expected the dotted name of a callable')
 
 
 def check_keys(settings: Mapping[str, Any], known: set[str]) -> None:

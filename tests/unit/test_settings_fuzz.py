@@ -207,7 +207,7 @@ BAD['zeostore.session_timeout'].append('0')
 BAD['retry.attempts'].append('0')
 BAD['zeostore.login_attempts'].append('0')
 #: pyramid_tm's / pyramid_retry's dotted-name keys, imported at include
-#: (pyramid_zeostore.DOTTED_KEYS): the README's ``tm.*`` row
+#: (pyramid_zeostore.settings.DOTTED_KEYS): the README's ``tm.*`` row
 DOTTED_BAD = {
     key: ['no_such_module.hook', 'os.path', '-1']
     for key in ('tm.manager_hook', 'tm.commit_veto', 'tm.activate_hook',
