@@ -151,8 +151,11 @@ def repozo(*argv: str, verbose: bool = False) -> None:
     command = [sys.executable, '-m', 'ZODB.scripts.repozo', *argv]
     if verbose:
         command.append('-v')
+    # What it writes holds every record (password hashes too): this
+    # user's only, whatever the umask, as the server's own var/ files.
     proc = subprocess.run(
-        command, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        umask=0o077,
     )
     if verbose:
         sys.stderr.write(proc.stderr)
@@ -372,7 +375,7 @@ def run_backup(args: argparse.Namespace) -> int:
             'the server run yet?)', 2,
         )
     repository = os.path.abspath(args.repository)
-    os.makedirs(repository, exist_ok=True)
+    os.makedirs(repository, 0o700, exist_ok=True)
     before = data_files(repository)
     _next_second([DATA_FILE.match(n).group(1) for n in before])
     print(f'backing up storage {storage.name}: {storage.path} '
@@ -461,7 +464,7 @@ def run_restore(args: argparse.Namespace) -> int:
             f'{repository} has no blob folder for the backup {chosen[-1]} '
             '(not made by pzeo backup?): its blobs would be missing'
         )
-    os.makedirs(os.path.dirname(output), exist_ok=True)
+    os.makedirs(os.path.dirname(output), 0o700, exist_ok=True)
     print(f'restoring {repository} as of {stamp}: {chosen[full]} + '
           f'{len(chosen) - full - 1} incremental(s)')
     started = time.monotonic()
@@ -480,7 +483,7 @@ def run_restore(args: argparse.Namespace) -> int:
           f'{time.monotonic() - started:.1f}s')
     if blob_dir:
         started = time.monotonic()
-        os.makedirs(os.path.dirname(blob_dir), exist_ok=True)
+        os.makedirs(os.path.dirname(blob_dir), 0o700, exist_ok=True)
         part = tempfile.mkdtemp(
             prefix='.restoring-', dir=os.path.dirname(blob_dir)
         )

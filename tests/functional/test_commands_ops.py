@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 
 from ZODB.utils import oid_repr
 
@@ -90,6 +91,24 @@ def test_backup_and_restore_without_blobs(tmp_path, capsys):
     assert {n.rsplit('.', 1)[1] for n in os.listdir(repo)} == {
         'fs', 'dat', 'index', 'deltafs'
     }
+
+
+def test_backups_are_this_users_whatever_the_umask(tmp_path, capsys):
+    # They hold every record, the ready app's password hashes too.
+    ini, uri = project(tmp_path)
+    add_child(uri, 'a')
+    repo = tmp_path / 'backups'
+    new = tmp_path / 'restored' / 'Data.fs'
+    old_umask = os.umask(0o022)
+    try:
+        assert run(capsys, 'backup', ini, '--to', repo)[0] == 0
+        assert run(capsys, 'restore', ini, '--from', repo, '--to', new
+                   )[0] == 0
+    finally:
+        os.umask(old_umask)
+    made = [repo, *repo.iterdir(), new.parent, new]
+    modes = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in made}
+    assert all(int(m, 8) & 0o077 == 0 for m in modes.values()), modes
 
 
 def test_restore_refusals(tmp_path, capsys):
