@@ -8,11 +8,12 @@ repository) with cookiecutter as a library, without questions.
 from __future__ import annotations
 
 import argparse
+import json
 import keyword
 import os
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 
 from . import CommandError
 
@@ -129,8 +130,36 @@ def run(args: argparse.Namespace) -> int:
     shown = os.path.relpath(path)
     if shown.startswith(os.pardir):
         shown = path
-    print(f'next: cd {shown} && make test && make serve')
+    print(next_steps(shown))
     return 0
+
+
+def next_steps(shown: str) -> str:
+    """What to run next. The project's Makefile installs it, and with it
+    pyramid_zeostore, into a new ``.venv`` from the package index; a
+    pyramid_zeostore installed from a folder, a wheel file or a checkout
+    is not there, so the project goes into this environment instead."""
+    try:
+        source = json.loads(
+            distribution('pyramid_zeostore').read_text('direct_url.json')
+            or 'null'
+        )
+    except PackageNotFoundError:  # a bare checkout on sys.path
+        source = {'url': 'a checkout'}
+    if not source:
+        return f'next: cd {shown} && make test && make serve'
+    if sys.prefix == sys.base_prefix:  # no virtualenv to reuse
+        return (
+            f'next: cd {shown} && {sys.executable} -m pip install -e '
+            f"'.[testing]' && {sys.executable} -m pytest (pyramid_zeostore "
+            f'is installed from {source.get("url")}, not a package index)'
+        )
+    return (
+        f'next: cd {shown} && make test VENV={sys.prefix} && make serve '
+        f'VENV={sys.prefix} (pyramid_zeostore is installed from '
+        f'{source.get("url")}, not a package index: the project goes into '
+        'the environment pzeo runs in)'
+    )
 
 
 def _version() -> str:

@@ -147,12 +147,47 @@ def test_create_names(tmp_path, capsys):
     assert status == 0 and (tmp_path / 'shopapp' / 'shopapp').is_dir()
 
 
+class Installed:
+    """pyramid_zeostore's distribution, as installed from ``url`` (None:
+    from a package index, with no direct_url.json)."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def read_text(self, name):
+        assert name == 'direct_url.json'
+        return None if self.url is None else f'{{"url": "{self.url}"}}'
+
+
 def test_create_next_steps_relative_to_here(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(create, 'distribution', lambda name: Installed(None))
     status, out, _ = run_create(capsys, 'here')
     assert status == 0
-    assert 'next: cd here && make test && make serve' in out
+    assert 'next: cd here && make test && make serve\n' in out
     assert (tmp_path / 'here' / 'zeo.conf').is_file()
+
+
+def test_create_next_steps_when_not_from_an_index(
+    tmp_path, capsys, monkeypatch
+):
+    # A project's own .venv cannot install a pyramid_zeostore that is
+    # not on the index: the steps use the environment pzeo runs in.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        create, 'distribution', lambda name: Installed('file:///src/x.whl')
+    )
+    status, out, _ = run_create(capsys, 'here')
+    assert status == 0
+    assert (
+        f'next: cd here && make test VENV={sys.prefix} && make serve '
+        f'VENV={sys.prefix} (pyramid_zeostore is installed from '
+        'file:///src/x.whl, not a package index'
+    ) in out
+    monkeypatch.setattr(sys, 'prefix', sys.base_prefix)  # no virtualenv
+    assert create.next_steps('here').startswith(
+        f"next: cd here && {sys.executable} -m pip install -e '.[testing]'"
+    )
 
 
 @pytest.mark.parametrize('name, package, message', [
@@ -374,24 +409,25 @@ def test_a_new_project_installs_tests_and_serves(
             )
         except AssertionError as e:
             relstorage_unavailable(str(e)[-2000:])
-    step.run(
+    created = step.run(
         'pzeo create',
         [os.path.join(bin_, 'pzeo'), 'create', 'Demo Site', '--backend',
          backend, '--output-dir', str(tmp_path)],
         120, env=dict(env, HOME=str(tmp_path / 'home')),
     )
     project = str(tmp_path / 'demo_site')
-    step.run(
-        'pip install -e project',
-        [os.path.join(bin_, 'python'), '-m', 'pip', 'install', '--quiet',
-         '-e', f'{project}[testing]'],
-        PIP_TIMEOUT, env=env,
-    )
+    # pip compiled the installed template: none of that is copied.
+    assert not [top for top, _, _ in os.walk(project)
+                if top.endswith('__pycache__')]
+    # Installed from a wheel file, not an index: the printed next step
+    # puts the project into this venv (its own .venv could not install
+    # pyramid_zeostore). Run as printed, as a user would.
+    assert f'make test VENV={venv} && make serve VENV={venv}' in created
     out = step.run(
-        'project tests',
-        [os.path.join(bin_, 'python'), '-m', 'pytest', '-p',
-         'no:cacheprovider'],
-        TEST_TIMEOUT, env=env, cwd=project,
+        'make test',
+        ['make', 'test', f'VENV={venv}',
+         'PYTEST_ARGS=-p no:cacheprovider'],
+        PIP_TIMEOUT + TEST_TIMEOUT, env=env, cwd=project,
     )
     summary = out.strip().splitlines()[-1]
     assert re.search(r'\b\d+ passed\b', summary), out[-3000:]
