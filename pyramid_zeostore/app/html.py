@@ -32,6 +32,8 @@ def user_bar(request: Any) -> str:
     """Who is logged in and a logout button, or a login link."""
     identity = identity_of(request)
     if identity is None:
+        if getattr(request, 'view_name', '') in ('login', 'logout'):
+            return ''  # the login form is this page, or one link away
         came_from = quote(request.path_info or '/')
         return (
             f'<nav><a href="{escape(request.script_name)}/@@login?came_from='

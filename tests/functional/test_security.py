@@ -267,6 +267,9 @@ def test_login_goes_back_only_to_this_site(site):
     s.add_user()
     b = s.browser()
     page = b.get('/@@login?came_from=//evil.example/x')
+    # No "Log in" link on the login form itself (it came back to it).
+    assert '@@login?came_from' not in page.text
+    assert '@@login?came_from=/"' in b.get('/').text
     form = page.forms[0]
     form['name'], form['password'] = 'admin', 'right-password'
     r = form.submit(headers={'Origin': OWN})
