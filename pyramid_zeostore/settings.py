@@ -672,6 +672,17 @@ def parse_settings(settings: Mapping[str, Any]) -> ZeostoreSettings:
     if isinstance(appmaker, str):
         appmaker = appmaker.strip()
     values['appmaker'] = appmaker
+    if (
+        'zeostore.retry_backoff_max' in settings
+        and values['retry_backoff_max'] < values['retry_backoff']
+    ):
+        raise Bad(
+            'zeostore.retry_backoff_max', settings[
+                'zeostore.retry_backoff_max'],
+            f'expected at least zeostore.retry_backoff '
+            f'({values["retry_backoff"]:g}): the cap of the backoff',
+        )
+    # Only the base given: its cap follows it up.
     values['retry_backoff_max'] = max(
         values['retry_backoff'], values['retry_backoff_max']
     )

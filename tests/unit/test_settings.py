@@ -228,6 +228,9 @@ def test_parse_address():
          'zeostore.retry_after', 'from 0 to 86400'),
         ({'zodb_uri': 'memory://', 'zeostore.retry_backoff': '11'},
          'zeostore.retry_backoff', 'seconds'),
+        ({'zodb_uri': 'memory://', 'zeostore.retry_backoff': '0.3',
+          'zeostore.retry_backoff_max': '0.1'},
+         'zeostore.retry_backoff_max', 'at least zeostore.retry_backoff'),
         ({'zodb_uri': 'memory://', 'zeostore.autostart_timeout': '0'},
          'zeostore.autostart_timeout', 'seconds'),
         ({'zodb_uri': 'memory://', 'zeostore.slow_request_log': '1e6'},
@@ -260,7 +263,6 @@ def test_boolean_and_number_spellings(tmp_path):
             'zeostore.conflict_lock': False,
             'zeostore.connect_timeout': '0.5',
             'zeostore.retry_backoff': '0.3',
-            'zeostore.retry_backoff_max': '0.1',
             'zeostore.appmaker': ' my.module.appmaker ',
             'retry.attempts': ' 7 ',
             'zeostore.retry_after': '',
@@ -270,7 +272,7 @@ def test_boolean_and_number_spellings(tmp_path):
     assert s.conflict_lock is False
     assert s.connect_timeout == 0.5
     assert s.retry_attempts == 7
-    assert s.retry_backoff_max == 0.3  # never below the base
+    assert s.retry_backoff_max == 0.3  # follows the base up
     assert s.appmaker == 'my.module.appmaker'
     assert s.retry_after == 5
 
