@@ -13,6 +13,7 @@ import keyword
 import os
 import re
 import sys
+import unicodedata
 from importlib.metadata import PackageNotFoundError, distribution, version
 
 from . import CommandError
@@ -77,9 +78,15 @@ def check_names(name: str, package: str) -> None:
             f'project name {name!r}: give a name without quotes, '
             'backslashes or line breaks', 2,
         )
+    if package.isidentifier() and not package.isascii():
+        raise CommandError(
+            f'package name {package!r}: expected ASCII letters, digits and '
+            'underscores only (a distribution and its imports are ASCII); '
+            'pass --package, e.g. --package '
+            f'{_ascii(package) or "mysite"}', 2,
+        )
     if (
         not package.isidentifier()
-        or not package.isascii()
         or keyword.iskeyword(package)
         or package != package.lower()
     ):
@@ -93,6 +100,13 @@ def check_names(name: str, package: str) -> None:
             f'package name {package!r} is taken by an existing module; '
             'pass another --package', 2,
         )
+
+
+def _ascii(package: str) -> str:
+    """``package`` with its accents dropped, if that is a name."""
+    plain = unicodedata.normalize('NFKD', package)
+    plain = ''.join(c for c in plain if c.isascii())
+    return plain if plain.isidentifier() else ''
 
 
 def run(args: argparse.Namespace) -> int:

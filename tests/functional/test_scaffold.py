@@ -194,7 +194,10 @@ def test_create_next_steps_when_not_from_an_index(
     ('class', None, "package name 'class': expected a lower-case"),
     ('2fast', None, "package name '2fast': expected"),
     ('ok', 'Shop', "package name 'Shop': expected"),
-    ('ok', 'café', "package name 'café': expected"),
+    ('ok', 'café', "package name 'café': expected ASCII letters"),
+    ('Über Site', None, "'über_site': expected ASCII letters, digits and "
+     'underscores only (a distribution and its imports are ASCII); pass '
+     '--package, e.g. --package uber_site'),
     ('json', None, "package name 'json' is taken"),
     ('Pyramid', None, "package name 'pyramid' is taken"),
     ('say "hi"', 'hi', 'give a name without quotes'),
