@@ -110,6 +110,12 @@ def open_storage(role: str, spec, timeout: float) -> Any:
         ) from None
     except TLSFileError as e:
         raise CommandError(f'the {role}: {e}', 2) from None
+    except (FileNotFoundError, NotADirectoryError) as e:
+        folder = os.path.dirname(e.filename or '') or e.filename
+        raise CommandError(
+            f'the {role} {display(spec.uri)}: no such folder {folder} '
+            '(make it first)', 2,
+        ) from None
     except Exception as e:
         raise CommandError(
             f'cannot open the {role} {display(spec.uri)}: '

@@ -364,9 +364,19 @@ def test_a_destination_that_cannot_be_opened(tmp_path, capsys):
     status, _, err = copy(
         capsys, src, f'file://{tmp_path}/no/such/dir/Data.fs'
     )
+    assert status == 2
+    assert (f'the destination file://{tmp_path}/no/such/dir/Data.fs: no '
+            f'such folder {tmp_path}/no/such/dir (make it first)') in err
+    from ZODB.FileStorage import FileStorage
+
+    holder = FileStorage(str(tmp_path / 'held.fs'))  # locked: in use
+    try:
+        status, _, err = copy(capsys, src, file_uri(tmp_path, 'held.fs'))
+    finally:
+        holder.close()
     assert status == 1
     assert 'cannot open the destination file://' in err
-    assert 'FileNotFoundError' in err
+    assert 'LockError' in err
 
 
 def test_a_failure_while_copying_is_reported(tmp_path, capsys):
