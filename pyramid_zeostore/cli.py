@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +22,8 @@ from pyramid.exceptions import ConfigurationError, ConfigurationExecutionError
 from . import commands
 from .commands import CommandError
 from .exceptions import DatabaseUnavailable
+
+ZEO_CLIENT = 'ZEO.asyncio.client'
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,9 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         try:
-            # A database that does not answer is said once, below, not
-            # logged as a warning too.
-            with commands.quiet_logger():
+            # What goes wrong is said once, below: not logged too (for
+            # a server's log) by the databases or by ZEO's client, which
+            # adds a traceback to a storage the server does not have.
+            with commands.quiet_logger(level=logging.CRITICAL), \
+                    commands.quiet_logger(ZEO_CLIENT, logging.CRITICAL):
                 return args.func(args) or 0
         except ConfigurationExecutionError as e:  # raised by an action
             raise commands.unwrap(e) from None

@@ -265,3 +265,21 @@ def test_a_database_down_or_hung_is_one_line_and_exit_1(project, state):
     finally:
         if state == 'hung':
             os.kill(pid, signal.SIGCONT)
+
+
+def test_a_storage_the_server_lacks_is_one_line_and_exit_2(project):
+    # ZEO's client logs the refusal with a traceback, the databases log
+    # it for a server's log: pzeo says it once.
+    _without_autostart(project)
+    res = pzeo('start', 'development.ini', cwd=project)
+    assert res.returncode == 0, res.stderr
+    ini = project / 'development.ini'
+    ini.write_text(ini.read_text().replace(
+        'zeo.sock?server_sync=true', 'zeo.sock?storage=2&server_sync=true'
+    ))
+    for args in (('users',), ('shell', '-c', 'print(root)')):
+        res = pzeo(*args[:1], 'development.ini', *args[1:], cwd=project)
+        said = f'{args}: {res.returncode} {res.stderr!r}'
+        assert res.returncode == 2, said
+        assert res.stderr.count('\n') == 1, said
+        assert "it has none named '2'" in res.stderr, said
