@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-import ZConfig
 from pyramid.config import PHASE1_CONFIG, PHASE2_CONFIG, PHASE3_CONFIG
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
@@ -58,7 +57,13 @@ from .root import (
     default_appmaker,
 )
 from .scripting import open_db, open_root, retrying
-from .settings import ZeostoreSettings, check_keys, known_keys, parse_settings
+from .settings import (
+    ZeostoreSettings,
+    check_dotted,
+    check_keys,
+    known_keys,
+    parse_settings,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyramid.config import Configurator
@@ -146,7 +151,7 @@ def includeme(config: Configurator) -> None:
             'zodb_uri = zeo://%(here)s/var/zeo.sock or file://%(here)s/'
             'var/Data.fs',
         )
-    check_dotted(config, settings)
+    check_dotted(settings, config.package)
     # Coerced values go back for pyramid_retry / pyramid_tm to read.
     settings['retry.attempts'] = parsed.retry_attempts
     # An explicit manager per routed request (fast reads use their
@@ -258,43 +263,11 @@ def may_use_zeo(parsed: ZeostoreSettings) -> bool:
     )
 
 
-#: Settings that name a callable by its dotted name.
-DOTTED_KEYS = (
-    'zeostore.appmaker', 'tm.manager_hook', 'tm.commit_veto',
-    'tm.activate_hook', 'retry.activate_hook',
-)
-
-
-def check_dotted(config: Configurator, settings: Any) -> None:
-    """Import each dotted name a setting gives, so that a typo is a
-    ConfigurationError naming the setting, not an ImportError from
-    whichever package reads it later."""
-    for key in DOTTED_KEYS:
-        value = settings.get(key)
-        if not isinstance(value, str) or not value.strip():
-            continue
-        try:
-            found = config.maybe_dotted(value.strip())
-        except (ImportError, AttributeError, ValueError) as e:
-            raise ZeostoreConfigurationError(
-                key, value,
-                f'expected the dotted name of a callable, such as '
-                f'mypackage.module.function ({type(e).__name__}: {e})',
-            ) from None
-        if not callable(found):
-            raise ZeostoreConfigurationError(
-                key, value, 'expected the dotted name of a callable'
-            )
-
-
 def _autostart(parsed: ZeostoreSettings) -> None:
-    try:
-        conf = zeoserver.read_zeo_conf(parsed.zeo_conf)
-    except (ZConfig.ConfigurationError, ValueError) as e:
-        raise ZeostoreConfigurationError(
-            'zeostore.zeo_conf', parsed.zeo_conf,
-            f'expected a zeo.conf that runzeo reads ({e})',
-        ) from None
+    """Start the zeo.conf's server unless it answers (see
+    :func:`.zeoserver.ensure_server`); first refuse a zeo.conf that
+    runzeo cannot read, or whose server zodb_uri does not name."""
+    conf = zeoserver.load_zeo_conf(parsed.zeo_conf, parsed.databases)
     pid = zeoserver.ensure_server(
         conf, parsed.autostart_timeout, parsed.socket_mode, parsed.socket_group
     )

@@ -1,6 +1,8 @@
 """Start, stop and probe a ZEO server described by a ``zeo.conf``.
 
-Used by ``zeostore.autostart`` in development and by the test suite.
+Used by ``zeostore.autostart`` in development, ``pzeo start``/``stop``
+and the test suite; :func:`load_zeo_conf` also checks that the zeo.conf
+starts the server that the app's ``zodb_uri`` names.
 The server always runs as ZEO's own ``runzeo -C zeo.conf`` in a process
 of its own (its own session, so it outlives the app that started it);
 nothing here serves ZEO inside the web process.
@@ -11,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import stat
@@ -20,13 +24,19 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Union
 
 import ZConfig
 import ZConfig.datatypes
 import ZConfig.loader
 import ZEO
 from ZODB.config import BlobStorage, FileStorage
+
+from .display import format_address
+from .exceptions import ZeostoreConfigurationError
+
+if TYPE_CHECKING:
+    from .settings import DatabaseSpec
 
 Address = Union[str, tuple]
 
@@ -66,6 +76,9 @@ class ZEOConf:
     storages: tuple[FileStorageConf, ...] = field(
         default=(), compare=False
     )
+    #: A TCP server bound to every interface (``8100``, ``0.0.0.0:8100``,
+    #: ``[::]:8100``): ``address`` is then its loopback.
+    everywhere: bool = field(default=False, compare=False)
 
     @property
     def var_dir(self) -> str:
@@ -92,12 +105,14 @@ def read_zeo_conf(path: str) -> ZEOConf:
     loopback.
 
     :raises ValueError: the address has no port to connect to.
+    :raises ZConfig.ConfigurationError: ZEO's schema refuses the file.
     """
     path = os.path.abspath(path)
     config, _ = ZConfig.loadConfig(_schema(), path)
     here = os.path.dirname(path)
     # ZConfig gives a SocketBindingAddress: .address is a path or a tuple.
     address = getattr(config.zeo.address, 'address', config.zeo.address)
+    everywhere = False
     if isinstance(address, str):
         address = os.path.normpath(os.path.join(here, address))
     else:
@@ -107,6 +122,7 @@ def read_zeo_conf(path: str) -> ZEOConf:
                 f'{path}: address {host!r} has no port; use HOST:PORT, or '
                 'a socket path with a "/" in it (e.g. ./var/zeo.sock)'
             )
+        everywhere = host in ('', None, '0.0.0.0', '::')
         if host in ('', None, '0.0.0.0'):
             host = '127.0.0.1'
         elif host == '::':
@@ -116,8 +132,108 @@ def read_zeo_conf(path: str) -> ZEOConf:
     if pid_file:
         pid_file = os.path.normpath(os.path.join(here, pid_file))
     return ZEOConf(
-        path, address, pid_file, _file_storages(config.storages, here)
+        path, address, pid_file, _file_storages(config.storages, here),
+        everywhere,
     )
+
+
+def load_zeo_conf(
+    path: str,
+    databases: Iterable[DatabaseSpec] = (),
+    key: str = 'zeostore.zeo_conf',
+) -> ZEOConf:
+    """:func:`read_zeo_conf` for autostart and ``pzeo start``: the zeo.conf
+    of the server that ``databases`` connect to (see :func:`check_address`).
+
+    :raises ZeostoreConfigurationError: naming ``key``: the file cannot be
+        read, ZEO's schema refuses it, or its server is none of theirs.
+    """
+    try:
+        conf = read_zeo_conf(path)
+    except (ZConfig.ConfigurationError, ValueError, OSError) as e:
+        where = getattr(e, 'lineno', None)
+        reason = getattr(e, 'message', None) or str(e)
+        if where:
+            reason += f' (line {where})'
+        raise ZeostoreConfigurationError(
+            key, path, f'expected a zeo.conf that runzeo reads ({reason})'
+        ) from None
+    check_address(conf, databases, key)
+    return conf
+
+
+def check_address(
+    conf: ZEOConf,
+    databases: Iterable[DatabaseSpec],
+    key: str = 'zeostore.zeo_conf',
+) -> None:
+    """Refuse a zeo.conf whose server no ZEO database of ``databases``
+    connects to: started, it would serve no one (and the app 503s).
+
+    One address of one ZEO database must be the conf's (see
+    :func:`same_address`). Nothing is checked when no database has a
+    ZEO address, or one is a ``zconfig://`` file (its client is not
+    known here).
+
+    :raises ZeostoreConfigurationError: naming ``key`` and both sides.
+    """
+    databases = tuple(databases)
+    zeo = [spec for spec in databases if spec.is_zeo]
+    if not zeo or any(s.uri.startswith('zconfig:') for s in databases):
+        return
+    for spec in zeo:
+        if any(same_address(conf, a) for a in spec.zeo.addresses):
+            return
+    clients = ', '.join(
+        f'{spec.key} connects to {spec.display_address}' for spec in zeo
+    )
+    raise ZeostoreConfigurationError(
+        key, conf.path,
+        f'expected the zeo.conf of the server that zodb_uri names: it '
+        f'starts a server at {format_address(conf.address)}, but '
+        f'{clients} (zodb_uri must name the server the zeo.conf starts)',
+    )
+
+
+def same_address(conf: ZEOConf, address: Address) -> bool:
+    """Whether a client of ``address`` reaches the server of ``conf``.
+
+    Socket paths are compared resolved (symlinks, relative to the
+    working folder). TCP: the same port, and a host that may be the
+    conf's: the same, both loopback (``localhost``, ``127.0.0.1``,
+    ``::1``), a host name (not resolved here), or any host when the
+    server binds every interface.
+    """
+    ours = conf.address
+    if isinstance(ours, str) or isinstance(address, str):
+        return (
+            isinstance(ours, str)
+            and isinstance(address, str)
+            and os.path.realpath(ours) == os.path.realpath(address)
+        )
+    (host, port), (other, other_port) = ours, address
+    if port != other_port:
+        return False
+    if conf.everywhere:
+        return True
+    kinds = {_host_kind(host), _host_kind(other)}
+    return (
+        host.lower() == other.lower()
+        or kinds == {'loopback'}
+        or 'name' in kinds
+    )
+
+
+def _host_kind(host: str) -> str:
+    """``'loopback'``, ``'ip'`` (another address) or ``'name'``."""
+    host = host.strip('[]').lower()
+    if host in ('', 'localhost'):
+        return 'loopback'
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return 'name'
+    return 'loopback' if ip.is_loopback else 'ip'
 
 
 def _file_storages(openers, here: str) -> tuple[FileStorageConf, ...]:
@@ -218,6 +334,8 @@ def ensure_server(
     timeout: float,
     socket_mode: int = 0o600,
     socket_group: int | None = None,
+    *,
+    key: str = 'zeostore.zeo_conf',
 ) -> int | None:
     """Start ``runzeo -C conf.path`` unless a server already answers.
 
@@ -230,24 +348,38 @@ def ensure_server(
     enterable by that group (0750).
 
     Returns the pid of the server started, or ``None`` if one was
-    already running (its socket is left as it is). Raises
-    ``RuntimeError`` naming the log file if the new server does not
-    answer within ``timeout`` seconds, or its socket cannot be given
-    that mode and group (the server is stopped then).
+    already running (its socket is left as it is).
+
+    :raises ZeostoreConfigurationError: naming ``key`` (the setting
+        that named the zeo.conf): its var folder, start lock or log
+        cannot be made; nothing was started.
+    :raises RuntimeError: naming the log file: the new server exited
+        (quoting the error it logged), did not answer within
+        ``timeout`` seconds, or its socket cannot be given that mode
+        and group (the server is stopped then).
     """
     if is_listening(conf.address):
         return None
     unix = isinstance(conf.address, str)
-    _make_var_dir(conf.var_dir, socket_group if unix else None)
-    with _start_lock(conf.lock_file):
+    with contextlib.ExitStack() as held:
+        try:
+            _make_var_dir(conf.var_dir, socket_group if unix else None)
+            held.enter_context(_start_lock(conf.lock_file))
+        except OSError as e:
+            raise _folder_error(conf, key, e) from None
         if is_listening(conf.address):
             return None  # another process started it while we waited
-        log_fd = os.open(
-            conf.log_file,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-            0o600,
-        )
         try:
+            log_fd = os.open(
+                conf.log_file,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                0o600,
+            )
+        except OSError as e:
+            raise _folder_error(conf, key, e) from None
+        try:
+            log_start = os.fstat(log_fd).st_size
+            began = time.monotonic()
             proc = subprocess.Popen(
                 runzeo_command(conf.path),
                 stdin=subprocess.DEVNULL,
@@ -261,11 +393,9 @@ def ensure_server(
         finally:
             os.close(log_fd)
         _started[proc.pid] = proc
-        problem = f'did not answer at {conf.address} within {timeout:g}s'
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
+        problem = None
+        deadline = began + timeout
+        while proc.poll() is None:
             if is_listening(conf.address):
                 try:
                     if unix:
@@ -276,13 +406,72 @@ def ensure_server(
                 except OSError as e:
                     problem = f'serves a socket it cannot share: {e}'
                     break
+            if time.monotonic() >= deadline:
+                break
             time.sleep(POLL)
+        exited = proc.poll() is not None and problem is None
+        elapsed = time.monotonic() - began
         stop_process(proc, 5)
         _started.pop(proc.pid, None)
+        where = format_address(conf.address)
+        if exited:
+            why = _log_error(conf.log_file, log_start)
+            raise RuntimeError(
+                f'runzeo -C {conf.path} exited (exit status '
+                f'{proc.returncode}) after {elapsed:.1f}s, before it '
+                f'answered at {where}' + (f': {why}' if why else '')
+                + f'; see {conf.log_file}'
+            )
+        if problem is None:
+            problem = f'did not answer at {where} within {timeout:g}s'
         raise RuntimeError(
             f'runzeo -C {conf.path} {problem} '
             f'(exit status {proc.returncode}); see {conf.log_file}'
         )
+
+
+def _folder_error(
+    conf: ZEOConf, key: str, error: OSError
+) -> ZeostoreConfigurationError:
+    """The var folder (socket, log, start lock) cannot be made or used."""
+    return ZeostoreConfigurationError(
+        key, conf.path,
+        f'expected a zeo.conf whose server can keep its socket, log and '
+        f'start lock in {conf.var_dir} (cannot: {error})',
+    )
+
+
+#: A log line that says why runzeo stopped: a Python exception, runzeo's
+#: own "Error: ..." (a usage or configuration error), a logged ERROR.
+ERROR_LINE = re.compile(
+    r'^(?:Error: |[A-Za-z_][\w.]*(?:Error|Exception)\b'
+    r'|\S+ (?:ERROR|CRITICAL) )'
+)
+#: How much of the end of the log :func:`_log_error` reads, and quotes.
+LOG_TAIL = 64 * 1024
+LOG_LINES = 5
+LOG_LINE_CHARS = 500
+
+
+def _log_error(path: str, start: int) -> str | None:
+    """What runzeo wrote to ``path`` from offset ``start`` on, to say why
+    it stopped: the last error line, else its last (at most
+    :data:`LOG_LINES`) lines; bounded. ``None`` if it wrote nothing."""
+    try:
+        with open(path, 'rb') as f:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(start, end - LOG_TAIL))
+            text = f.read(LOG_TAIL).decode(errors='replace')
+    except OSError:
+        return None
+    lines = [
+        line.strip()[:LOG_LINE_CHARS] for line in text.splitlines()
+        if line.strip() and line.strip('-')
+    ]
+    for line in reversed(lines):
+        if ERROR_LINE.match(line):
+            return line
+    return ' | '.join(lines[-LOG_LINES:]) or None
 
 
 def _make_var_dir(path: str, gid: int | None) -> None:
@@ -290,11 +479,15 @@ def _make_var_dir(path: str, gid: int | None) -> None:
 
     An existing folder is left as it is; if ``gid`` cannot enter it,
     a warning says so (its users could not reach the socket).
+
+    :raises OSError: it cannot be made (a file is in the way, ...).
     """
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.mkdir(path, 0o700)  # never more than 0700, whatever the umask
     except FileExistsError:
+        if not os.path.isdir(path):
+            raise  # a file, or a file instead of a folder above it
         if gid is not None and not _group_can_enter(path, gid):
             log.warning(
                 'group %s cannot enter %s (mode %s): its users cannot '

@@ -18,7 +18,11 @@ from typing import Any
 import transaction
 from pyramid.config import Configurator
 from pyramid.csrf import SessionCSRFStoragePolicy
-from pyramid.exceptions import BadCSRFToken
+from pyramid.exceptions import (
+    BadCSRFToken,
+    ConfigurationError,
+    ConfigurationExecutionError,
+)
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.interfaces import ISecurityPolicy
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -62,9 +66,16 @@ def main(global_config: dict, **settings: Any) -> Guard:
     restarts during an outage must come up); ``strict`` makes it fail
     startup instead. Served behind its :class:`~.guards.Guard`.
     """
-    with Configurator(settings=settings) as config:
-        config.include('pyramid_zeostore')
-        config.include('pyramid_zeostore.app')
+    try:
+        with Configurator(settings=settings) as config:
+            config.include('pyramid_zeostore')
+            config.include('pyramid_zeostore.app')
+    except ConfigurationExecutionError as e:
+        # A setting refused by an action (an unknown key, the zeo.conf of
+        # autostart): its own error, not Pyramid's "in: Line 0" wrapper.
+        if isinstance(e.evalue, ConfigurationError):
+            raise e.evalue from None
+        raise
     registry = config.registry
     policy = registry.getUtility(ISecurityPolicy)
     policy.ini = global_config.get('__file__') or policy.ini

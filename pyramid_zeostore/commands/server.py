@@ -6,6 +6,9 @@ import argparse
 import os
 
 from .. import zeoserver
+from ..display import format_address
+from ..exceptions import ZeostoreConfigurationError
+from ..settings import ZeostoreSettings
 from . import CommandError, add_ini, add_zeo_conf, load_settings, zeo_conf_path
 
 ORDER = 20
@@ -44,12 +47,23 @@ def register(subparsers) -> None:
     stop.set_defaults(func=run_stop)
 
 
-def _conf(args: argparse.Namespace):
+def _key(args: argparse.Namespace) -> str:
+    """Where the zeo.conf was named, for errors: option or setting."""
+    return '--zeo-conf' if args.zeo_conf else 'zeostore.zeo_conf'
+
+
+def _conf(
+    args: argparse.Namespace, check: bool = False
+) -> tuple[ZeostoreSettings, zeoserver.ZEOConf]:
+    """The ini's settings and its zeo.conf, read (a configuration error
+    naming :func:`_key` if runzeo cannot read it); with ``check``, the
+    zeo.conf of a server the ini's ZEO databases connect to."""
     settings = load_settings(args)
-    try:
-        conf = zeoserver.read_zeo_conf(zeo_conf_path(args, settings))
-    except ValueError as e:
-        raise CommandError(str(e), 2) from None
+    conf = zeoserver.load_zeo_conf(
+        zeo_conf_path(args, settings),
+        settings.databases if check else (),
+        _key(args),
+    )
     return settings, conf
 
 
@@ -67,11 +81,12 @@ def _clean_stale_pid_file(conf) -> bool:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    settings, conf = _conf(args)
+    settings, conf = _conf(args, check=True)
+    where = format_address(conf.address)
     if zeoserver.is_listening(conf.address):
         pid = zeoserver.server_pid(conf)
         running = f' (pid {pid})' if pid else ''
-        print(f'already running at {conf.address}{running}')
+        print(f'already running at {where}{running}')
         return 0
     _clean_stale_pid_file(conf)
     timeout = (
@@ -81,18 +96,23 @@ def run_start(args: argparse.Namespace) -> int:
         pid = zeoserver.ensure_server(
             conf, timeout, settings.socket_mode, settings.socket_group
         )
-    except RuntimeError as e:
+    except ZeostoreConfigurationError as e:  # its folder: status 2
+        raise ZeostoreConfigurationError(
+            _key(args), e.value, e.expected
+        ) from None
+    except RuntimeError as e:  # it exited, or did not answer: status 1
         raise CommandError(str(e)) from None
     if pid is None:  # another process started it meanwhile
-        print(f'already running at {conf.address}')
+        print(f'already running at {where}')
     else:
-        print(f'started runzeo -C {conf.path} (pid {pid}) at '
-              f'{conf.address}; log: {conf.log_file}')
+        print(f'started runzeo -C {conf.path} (pid {pid}) at {where}; '
+              f'log: {conf.log_file}')
     return 0
 
 
 def run_stop(args: argparse.Namespace) -> int:
     _, conf = _conf(args)
+    where = format_address(conf.address)
     pid = zeoserver.server_pid(conf)
     if pid is not None:
         zeoserver.stop_server(conf, args.timeout)
@@ -101,9 +121,9 @@ def run_stop(args: argparse.Namespace) -> int:
     _clean_stale_pid_file(conf)
     if zeoserver.is_listening(conf.address):
         raise CommandError(
-            f'a server answers at {conf.address}, but the pid file '
+            f'a server answers at {where}, but the pid file '
             f'{conf.pid_file} names no runzeo: not stopping it (was it '
             'started by something else, e.g. systemd?)'
         )
-    print(f'not running (nothing answers at {conf.address})')
+    print(f'not running (nothing answers at {where})')
     return 0

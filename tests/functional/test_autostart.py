@@ -7,7 +7,10 @@ pid in its pid file (also when a test fails). The shipped ini files, a
 server that cannot start, and several processes (``ensure_server`` or
 the app factory) starting one server at the same moment: they are let
 go together from a ``StartingLine`` once each has said it is ready, so
-the race is real and no sleep guesses when they are.
+the race is real and no sleep guesses when they are. A zeo.conf of
+another server than ``zodb_uri``'s, or whose socket folder is a file, is
+refused before anything starts, by pserve and by ``pzeo start`` (one
+line, exit 2); a runzeo that exits at once is said so, with its error.
 """
 
 from __future__ import annotations
@@ -141,6 +144,66 @@ def test_pserve_autostart_failure_names_the_log(tmp_path, autostarted):
     output = proc.stdout.decode(errors='replace')
     assert proc.returncode != 0
     assert 'RuntimeError' in output and conf.log_file in output, output
+    # runzeo exited at once: said so, with the error line of its log.
+    assert 'exited (exit status 2)' in output and 'within' not in output
+    assert f'path {tmp_path}/missing/Data.fs does not exist' in output
+    assert fconf.runzeo_pids(conf.path) == []
+
+
+def run_pserve(tmp_path, ini: str) -> tuple[int, str]:
+    """(exit status, output) of a pserve that is to fail at startup."""
+    proc = subprocess.run(
+        [os.path.join(fconf.BIN, 'pserve'), ini],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, cwd=str(tmp_path), env=fconf.child_env(),
+        timeout=60,
+    )
+    return proc.returncode, proc.stdout.decode(errors='replace')
+
+
+def test_pserve_refuses_a_zeo_conf_of_another_server(tmp_path, autostarted):
+    # The zeo.conf serves other.sock; zodb_uri names var/zeo.sock.
+    conf_path = rconf.write_zeo_conf(tmp_path / 'var')
+    with open(conf_path) as f:
+        text = f.read()
+    with open(conf_path, 'w') as f:
+        f.write(text.replace('$VAR/zeo.sock', f'{tmp_path}/other.sock'))
+    conf = zeoserver.read_zeo_conf(conf_path)
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{tmp_path}/var/zeo.sock',
+        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
+    )
+    status, output = run_pserve(tmp_path, ini)
+    assert status != 0
+    assert 'ZeostoreConfigurationError: zeostore.zeo_conf: ' in output
+    assert f'starts a server at {tmp_path}/other.sock' in output, output
+    assert f'zodb_uri connects to {tmp_path}/var/zeo.sock' in output
+    assert 'zodb_uri must name the server the zeo.conf starts' in output
+    # Refused before anything started.
+    assert fconf.runzeo_pids(conf.path) == []
+    assert not os.path.exists(conf.log_file)  # tmp/zeo.log, of other.sock
+    assert not os.path.exists(conf.address)
+
+
+def test_pserve_socket_folder_under_a_file(tmp_path, autostarted):
+    (tmp_path / 'afile').write_text('a file, not a folder\n')
+    conf_path = tmp_path / 'zeo.conf'
+    conf_path.write_text(
+        f'<zeo>\n  address {tmp_path}/afile/zeo.sock\n</zeo>\n'
+        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
+    )
+    conf = zeoserver.read_zeo_conf(str(conf_path))
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{tmp_path}/afile/zeo.sock',
+        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
+    )
+    status, output = run_pserve(tmp_path, ini)
+    assert status != 0
+    assert 'ZeostoreConfigurationError: zeostore.zeo_conf: ' in output
+    assert f"File exists: '{tmp_path}/afile'" in output, output
+    assert 'FileExistsError' not in output
     assert fconf.runzeo_pids(conf.path) == []
 
 
@@ -245,3 +308,110 @@ def test_the_one_line_move_to_file_leaves_autostart_alone(
     assert status == 200, server.log()
     assert fconf.runzeo_pids(conf.path) == []
     assert 'zeostore.autostart is ignored' in server.log()
+
+
+# -- pzeo start: what it cannot start is one line -----------------------------
+
+
+def pzeo(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [os.path.join(fconf.BIN, 'pzeo'), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        cwd=str(tmp_path), env=fconf.child_env(), timeout=120,
+    )
+
+
+def test_pzeo_start_refuses_a_zeo_conf_of_another_server(
+    tmp_path, autostarted
+):
+    conf_path = tmp_path / 'zeo.conf'
+    conf_path.write_text(
+        f'<zeo>\n  address {tmp_path}/other.sock\n'
+        f'  pid-filename {tmp_path}/zeo.pid\n</zeo>\n'
+        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
+    )
+    conf = zeoserver.read_zeo_conf(str(conf_path))
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{tmp_path}/var/zeo.sock',
+        **{'zeostore.zeo_conf': conf_path},
+    )
+    res = pzeo(tmp_path, 'start', ini)
+    assert (res.returncode, res.stdout) == (2, ''), res.stderr
+    assert res.stderr.count('\n') == 1, res.stderr
+    assert 'configuration error: zeostore.zeo_conf: ' in res.stderr
+    assert f'{tmp_path}/other.sock' in res.stderr
+    assert f'{tmp_path}/var/zeo.sock' in res.stderr
+    assert fconf.runzeo_pids(conf.path) == []
+    # The same server by another path (a symlink), or over loopback TCP
+    # by another name of it, is the one zodb_uri names: started.
+    os.symlink(tmp_path, tmp_path / 'link')
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{tmp_path}/link/other.sock',
+        **{'zeostore.zeo_conf': conf_path},
+    )
+    res = pzeo(tmp_path, 'start', ini)
+    assert res.returncode == 0 and 'started runzeo' in res.stdout, res
+    assert len(fconf.runzeo_pids(conf.path)) == 1
+    assert zeoserver.stop_server(conf)
+    port = fconf.free_port()
+    conf_path.write_text(
+        f'<zeo>\n  address localhost:{port}\n'
+        f'  pid-filename {tmp_path}/zeo.pid\n</zeo>\n'
+        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
+    )
+    autostarted.append(zeoserver.read_zeo_conf(str(conf_path)))
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://127.0.0.1:{port}',
+        **{'zeostore.zeo_conf': conf_path},
+    )
+    res = pzeo(tmp_path, 'start', ini)
+    assert res.returncode == 0 and 'started runzeo' in res.stdout, res
+    assert res.stdout.endswith(f'at localhost:{port}; log: '
+                               f'{tmp_path}/zeo.log\n')
+
+
+def test_pzeo_start_folder_under_a_file_and_exit_at_once(
+    tmp_path, autostarted
+):
+    (tmp_path / 'afile').write_text('a file, not a folder\n')
+    sock = f'{tmp_path}/afile/zeo.sock'
+    conf_path = tmp_path / 'zeo.conf'
+    conf_path.write_text(
+        f'<zeo>\n  address {sock}\n</zeo>\n'
+        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
+    )
+    autostarted.append(zeoserver.read_zeo_conf(str(conf_path)))
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{sock}', **{'zeostore.zeo_conf': conf_path}
+    )
+    res = pzeo(tmp_path, 'start', ini)
+    assert (res.returncode, res.stdout) == (2, ''), res.stderr
+    assert res.stderr.count('\n') == 1, res.stderr
+    assert res.stderr.startswith(
+        'pzeo start: configuration error: zeostore.zeo_conf: '
+    )
+    assert f"File exists: '{tmp_path}/afile'" in res.stderr
+
+    # The socket's folder is fine, the storage's is a file: runzeo exits.
+    sock = f'{tmp_path}/var/zeo.sock'
+    conf_path.write_text(
+        f'<zeo>\n  address {sock}\n</zeo>\n'
+        f'<filestorage>\n  path {tmp_path}/afile/Data.fs\n</filestorage>\n'
+    )
+    ini = fconf.write_ini(
+        tmp_path, f'zeo://{sock}', **{'zeostore.zeo_conf': conf_path}
+    )
+    res = pzeo(tmp_path, 'start', ini)
+    assert (res.returncode, res.stdout) == (1, ''), res.stderr
+    assert res.stderr.count('\n') == 1, res.stderr
+    assert res.stderr.startswith(
+        f'pzeo start: runzeo -C {conf_path} exited (exit status 2) after '
+    )
+    assert (
+        f'before it answered at {sock}: Error: The directory named as part '
+        f'of the path {tmp_path}/afile/Data.fs does not exist'
+    ) in res.stderr
+    assert res.stderr.endswith(f'; see {tmp_path}/var/zeo.log\n')
+    assert 'within' not in res.stderr
+    assert fconf.runzeo_pids(str(conf_path)) == []

@@ -5,12 +5,14 @@ stopping ``runzeo``.
 listeners (absent, stale, refused, late); ``ensure_server`` starting a
 detached ``runzeo`` in a temp dir, finding it running, restarting it
 after a SIGKILL on its stale socket, naming the log of a server that
-cannot start and ending one that outlives its timeout (SIGTERM, then
-SIGKILL); ``server_pid``, ``stop_server`` and ``_alive`` on real child
-processes (stale, foreign, orphaned zombie); and who may use the socket
-it serves (mode and group, the var folder, ``set_socket_access``). Every
-process started here is stopped by its pid, also when a test fails. The
-parts that need no process or socket are in tests/unit/test_zeoserver.py.
+exits at once and quoting its error, a socket folder it cannot make (a
+configuration error naming the setting), and ending one that outlives
+its timeout (SIGTERM, then SIGKILL); ``server_pid``, ``stop_server``
+and ``_alive`` on real child processes (stale, foreign, orphaned
+zombie); and who may use the socket it serves (mode and group, the var
+folder, ``set_socket_access``). Every process started here is stopped
+by its pid, also when a test fails. The parts that need no process or
+socket are in tests/unit/test_zeoserver.py.
 """
 
 from __future__ import annotations
@@ -173,16 +175,58 @@ def test_ensure_server_bad_config_names_the_log(tmp_path, cleanup_servers):
         tmp_path, f'{var}/zeo.sock', storage=f'{tmp_path}/missing/Data.fs'
     )
     conf = zeoserver.read_zeo_conf(path)
+    os.makedirs(var)
+    with open(conf.log_file, 'w') as f:
+        f.write('Error: an older run, not this one\n')
     start = time.monotonic()
     with pytest.raises(RuntimeError) as e:
         zeoserver.ensure_server(conf, 30)
     assert time.monotonic() - start < 25  # did not wait for the timeout
     message = str(e.value)
-    assert conf.log_file in message and 'exit status' in message
-    assert 'exit status None' not in message
+    assert conf.log_file in message and 'exit status 2' in message
+    # It says that runzeo exited, and why (its log's error line).
+    assert 'exited' in message and 'within' not in message, message
+    assert 'Error: The directory named as part of the path' in message
+    assert f'{tmp_path}/missing/Data.fs does not exist' in message
+    assert 'older run' not in message
     with open(conf.log_file) as f:
         assert 'missing' in f.read()  # the log says why
     assert not zeoserver._started
+
+
+def test_ensure_server_exit_quotes_the_exception_it_logged(
+    tmp_path, cleanup_servers
+):
+    # runzeo's traceback (the storage is a folder): its last line.
+    (tmp_path / 'Data.fs').mkdir()
+    conf = zeoserver.read_zeo_conf(write_conf(
+        tmp_path, f'{tmp_path}/var/zeo.sock', storage=f'{tmp_path}/Data.fs'
+    ))
+    with pytest.raises(RuntimeError) as e:
+        zeoserver.ensure_server(conf, 30)
+    message = str(e.value)
+    assert 'exit status 1' in message and 'within' not in message
+    assert message.count('Error') == 1, message  # one line, not the trace
+    assert f"IsADirectoryError: [Errno 21] Is a directory: '{tmp_path}/" \
+        "Data.fs'; see " in message
+
+
+@pytest.mark.parametrize('address', ['afile/zeo.sock', 'afile/var/zeo.sock'])
+def test_ensure_server_socket_folder_under_a_file(
+    tmp_path, address, cleanup_servers
+):
+    from pyramid_zeostore import ZeostoreConfigurationError
+
+    (tmp_path / 'afile').write_text('a file, not a folder\n')
+    conf = zeoserver.read_zeo_conf(
+        write_conf(tmp_path, f'{tmp_path}/{address}')
+    )
+    with pytest.raises(ZeostoreConfigurationError) as e:
+        zeoserver.ensure_server(conf, 30, key='--zeo-conf')
+    assert e.value.key == '--zeo-conf' and e.value.value == conf.path
+    assert f'{tmp_path}/afile' in str(e.value)
+    assert not zeoserver._started  # nothing was started
+    assert (tmp_path / 'afile').read_text() == 'a file, not a folder\n'
 
 
 def test_ensure_server_timeout_terminates_the_server(

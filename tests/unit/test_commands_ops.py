@@ -748,3 +748,56 @@ def test_pack_finds_the_served_file_only_when_it_is_this_servers(tmp_path):
     assert data_file(spec(f'zeo://{tmp_path}/other.sock?storage=main'),
                      str(conf)) is None
     assert data_file(spec(f'zeo://{sock}'), str(conf)) is None
+
+
+
+# -- pzeo start: a zeo.conf it cannot use is one line ------------------------
+# (before any socket is probed; the rest in tests/functional/test_autostart)
+
+
+def zeo_conf_text(tmp_path, name, address, storage, extra='') -> str:
+    path = tmp_path / name
+    path.write_text(
+        f'<zeo>\n  address {address}\n{extra}</zeo>\n'
+        f'<filestorage>\n  path {storage}\n</filestorage>\n'
+    )
+    return str(path)
+
+
+def test_start_refuses_a_zeo_conf_of_another_server(tmp_path, capsys):
+    from pyramid_zeostore import zeoserver
+
+    sock = f'{tmp_path}/var/zeo.sock'
+    conf = zeo_conf_text(
+        tmp_path, 'zeo.conf', f'{tmp_path}/other.sock', f'{tmp_path}/D.fs'
+    )
+    ini = write_ini(tmp_path, f'zeo://{sock}', conf)
+    for argv in (['start', ini], ['start', ini, '--zeo-conf', conf]):
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (2, '')
+        assert err.count('\n') == 1, err
+        key = '--zeo-conf' if len(argv) > 2 else 'zeostore.zeo_conf'
+        assert err.startswith(f'pzeo start: configuration error: {key}: ')
+        assert f'starts a server at {tmp_path}/other.sock' in err
+        assert f'zodb_uri connects to {sock}' in err
+        assert 'zodb_uri must name the server the zeo.conf starts' in err
+    assert not zeoserver._started
+    assert not os.path.exists(tmp_path / 'zeo.log')  # nothing started
+
+
+def test_start_and_stop_zeo_conf_unknown_key_is_one_line(tmp_path, capsys):
+    sock = f'{tmp_path}/var/zeo.sock'
+    bogus = zeo_conf_text(
+        tmp_path, 'bogus.conf', sock, f'{tmp_path}/D.fs', '  bogus-key 1\n'
+    )
+    ini = write_ini(tmp_path, f'zeo://{sock}', bogus)
+    for argv in (['start', ini], ['stop', ini],
+                 ['start', ini, '--zeo-conf', bogus]):
+        status, out, err = run(capsys, *argv)
+        assert (status, out, err.count('\n')) == (2, '', 1), err
+        key = '--zeo-conf' if len(argv) > 2 else 'zeostore.zeo_conf'
+        assert err.startswith(
+            f'pzeo {argv[0]}: configuration error: {key}: expected a '
+            "zeo.conf that runzeo reads ('bogus-key' is not a known key "
+            'name (line 3)), got '
+        )

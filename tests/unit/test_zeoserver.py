@@ -5,7 +5,10 @@ as it needs neither: reading a zeo.conf (socket, pid file, log, lock and
 the FileStorages it serves, for Unix and TCP addresses), the ``runzeo``
 command line, ``ensure_server`` when another process won the start lock,
 ``server_pid``/``stop_server`` without a pid file, the /proc helpers
-without /proc, the var folder's group and what autostart passes on. The
+without /proc, the var folder's group and what autostart passes on;
+``load_zeo_conf``: errors naming the setting, and a zeo.conf whose
+server ``zodb_uri`` does not name refused (paths resolved, TCP hosts
+compared loosely); the error line quoted from runzeo's log. The
 real sockets and ``runzeo`` processes (probing, start, stop, the
 socket's mode and group) are in tests/functional/test_zeoserver.py.
 """
@@ -240,3 +243,151 @@ def test_autostart_passes_the_socket_settings(tmp_path, monkeypatch):
     )
     pyramid_zeostore._autostart(parsed)
     assert calls == [(str(conf_path), 30.0, 0o660, os.getegid())]
+
+
+# -- the zeo.conf of the server zodb_uri names: load_zeo_conf ---------------
+
+
+def specs(*uris: str):
+    """The DatabaseSpecs of ``zodb_uri`` (the first) and named ones."""
+    from pyramid_zeostore.settings import parse_settings
+
+    settings = {'zodb_uri': uris[0]}
+    settings.update({f'zodb_uri.db{i}': u for i, u in enumerate(uris[1:])})
+    return parse_settings(settings).databases
+
+
+@pytest.mark.parametrize(
+    'ours, uri, same',
+    [
+        ('{tmp}/var/zeo.sock', 'zeo://{tmp}/var/zeo.sock', True),
+        ('./var/zeo.sock', 'zeo://{tmp}/var/../var/zeo.sock', True),
+        ('{tmp}/var/zeo.sock', 'zeo://{tmp}/link/zeo.sock', True),
+        ('{tmp}/other.sock', 'zeo://{tmp}/var/zeo.sock', False),
+        ('{tmp}/var/zeo.sock', 'zeo://localhost:8100', False),
+        ('localhost:8100', 'zeo://127.0.0.1:8100', True),
+        ('127.0.0.1:8100', 'zeo://localhost:8100', True),
+        ('[::1]:8100', 'zeo://localhost:8100', True),
+        ('127.0.0.1:8100', 'zeo://127.0.0.1:8101', False),
+        ('127.0.0.1:8100', 'zeo://10.0.0.5:8100', False),
+        ('10.0.0.5:8100', 'zeo://10.0.0.5:8100', True),
+        ('10.0.0.5:8100', 'zeo://ZEO.Example.com:8100', True),  # no DNS
+        ('8100', 'zeo://10.0.0.5:8100', True),  # every interface
+        ('0.0.0.0:8100', 'zeo://10.0.0.5:8101', False),
+        ('[::]:8100', 'zeo://10.0.0.5:8100', True),
+    ],
+)
+def test_same_address(tmp_path, ours, uri, same):
+    (tmp_path / 'var').mkdir()
+    (tmp_path / 'link').symlink_to(tmp_path / 'var')
+    conf = zeoserver.read_zeo_conf(
+        write_conf(tmp_path, ours.format(tmp=tmp_path))
+    )
+    (spec,) = specs(uri.format(tmp=tmp_path))
+    assert zeoserver.same_address(conf, spec.zeo.address) is same
+
+
+def test_load_zeo_conf_refuses_a_server_zodb_uri_does_not_name(tmp_path):
+    from pyramid_zeostore import ZeostoreConfigurationError
+
+    path = write_conf(tmp_path, f'{tmp_path}/other.sock')
+    wanted = f'{tmp_path}/var/zeo.sock'
+    with pytest.raises(ZeostoreConfigurationError) as e:
+        zeoserver.load_zeo_conf(path, specs(f'zeo://{wanted}'))
+    assert e.value.key == 'zeostore.zeo_conf'
+    message = str(e.value)
+    assert f'{tmp_path}/other.sock' in message and wanted in message
+    assert 'zodb_uri must name the server the zeo.conf starts' in message
+    with pytest.raises(ZeostoreConfigurationError, match='^--zeo-conf: '):
+        zeoserver.load_zeo_conf(
+            path, specs(f'zeo://{wanted}', 'zeo://localhost:8100'),
+            '--zeo-conf',
+        )
+
+
+def test_load_zeo_conf_takes_any_address_of_any_zeo_database(tmp_path):
+    path = write_conf(tmp_path, f'{tmp_path}/var/zeo.sock')
+    sock = f'{tmp_path}/var/zeo.sock'
+    (tmp_path / 'db.conf').write_text(
+        f'<zodb>\n  <zeoclient>\n    server {sock}\n  </zeoclient>\n'
+        '</zodb>\n'
+    )
+    for databases in [
+        specs(f'zeo://{sock}'),
+        specs(f'zeo://{tmp_path}/a.sock?addresses={sock}'),
+        specs('zeo://localhost:8100', f'zeo://{sock}?storage=2'),
+        specs('memory://', f'demo:(zeo://{sock})/(memory://)'),
+        specs('file:///x/Data.fs'),  # no ZEO database: nothing to compare
+        specs('memory://'),
+        # A zconfig:// file may name a ZEO client: not known here.
+        specs('zeo://localhost:8100', f'zconfig://{tmp_path}/db.conf'),
+    ]:
+        assert zeoserver.load_zeo_conf(path, databases).address == sock
+
+
+def test_load_zeo_conf_unknown_key_names_the_setting_and_line(tmp_path):
+    from pyramid_zeostore import ZeostoreConfigurationError
+
+    path = write_conf(
+        tmp_path, f'{tmp_path}/zeo.sock', extra='  bogus-key 1\n'
+    )
+    with pytest.raises(ZeostoreConfigurationError) as e:
+        zeoserver.load_zeo_conf(path)
+    assert e.value.key == 'zeostore.zeo_conf' and e.value.value == path
+    assert "'bogus-key' is not a known key name (line 3)" in str(e.value)
+    with pytest.raises(ZeostoreConfigurationError, match='no port'):
+        zeoserver.load_zeo_conf(write_conf(tmp_path, 'zeo.sock'))
+    with pytest.raises(ZeostoreConfigurationError, match='No such file'):
+        zeoserver.load_zeo_conf(str(tmp_path / 'missing.conf'))
+
+
+def test_autostart_refuses_a_server_zodb_uri_does_not_name(
+    tmp_path, monkeypatch
+):
+    import pyramid_zeostore
+    from pyramid_zeostore import ZeostoreConfigurationError
+    from pyramid_zeostore.settings import parse_settings
+
+    path = write_conf(tmp_path, f'{tmp_path}/other.sock')
+    parsed = parse_settings({
+        'zodb_uri': f'zeo://{tmp_path}/var/zeo.sock',
+        'zeostore.autostart': 'true',
+        'zeostore.zeo_conf': path,
+    })
+    monkeypatch.setattr(zeoserver, 'ensure_server', None)  # not reached
+    with pytest.raises(ZeostoreConfigurationError) as e:
+        pyramid_zeostore._autostart(parsed)
+    assert e.value.key == 'zeostore.zeo_conf'
+    assert 'other.sock' in str(e.value)
+
+
+# -- why runzeo stopped: _log_error -------------------------------------------
+
+
+def test_log_error_quotes_the_last_error_line_it_wrote(tmp_path):
+    log = tmp_path / 'zeo.log'
+    log.write_text('KeyError: an older run\n')
+    start = log.stat().st_size
+    with open(log, 'a') as f:
+        f.write(
+            '------\n2026-01-01T00:00:00 INFO ZEO.runzeo opening\n'
+            'Traceback (most recent call last):\n'
+            '  File "x.py", line 1, in <module>\n'
+            '    raise ZConfig.ConfigurationError(\n'
+            "IsADirectoryError: [Errno 21] Is a directory: '/x'"
+        )
+    assert zeoserver._log_error(str(log), start) == (
+        "IsADirectoryError: [Errno 21] Is a directory: '/x'"
+    )
+    with open(log, 'a') as f:
+        f.write('\nError: The directory named as part of the path /y\n'
+                'For help, use runzeo.py -h\n')
+    assert zeoserver._log_error(str(log), start).startswith('Error: The ')
+    log.write_text('')
+    assert zeoserver._log_error(str(log), 0) is None
+    log.write_text(''.join(f'line {i}\n' for i in range(20)) + 'x' * 9999)
+    tail = zeoserver._log_error(str(log), 0)
+    assert tail == ' | '.join(
+        [f'line {i}' for i in range(16, 20)] + ['x' * 500]
+    )
+    assert zeoserver._log_error(str(tmp_path / 'none.log'), 0) is None
