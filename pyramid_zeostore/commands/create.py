@@ -1,4 +1,5 @@
-"""``pzeo create NAME``: a new project from the ``zeostore`` scaffold.
+"""``pzeo create NAME``: a new project from the ``zeostore`` scaffold, or
+(``--ready``) a folder to run the ready app in.
 
 Runs the cookiecutter template shipped in the package
 (``scaffold-templates/zeostore``, ``scaffolds/zeostore`` in the
@@ -12,6 +13,7 @@ import json
 import keyword
 import os
 import re
+import shutil
 import sys
 import unicodedata
 from importlib.metadata import PackageNotFoundError, distribution, version
@@ -20,11 +22,15 @@ from . import CommandError
 
 ORDER = 1
 
-TEMPLATE = os.path.join(
+TEMPLATES = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     'scaffold-templates',
-    'zeostore',
 )
+#: A project of your own: package, views, tests (``scaffolds/zeostore``).
+TEMPLATE = os.path.join(TEMPLATES, 'zeostore')
+#: The ready app's folder: development.ini and zeo.conf, no package (the
+#: repository's own two files, which a test keeps the same).
+READY = os.path.join(TEMPLATES, 'ready')
 BACKENDS = ('zeo', 'file', 'relstorage-sqlite')
 #: Names a project's package must not take: it would shadow them.
 TAKEN = frozenset({
@@ -62,6 +68,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         '--output-dir', '-o', metavar='DIR', default='.',
         help='where to create the project folder (default: here)',
+    )
+    parser.add_argument(
+        '--ready', action='store_true',
+        help='a folder to run the ready app (use = egg:pyramid_zeostore) '
+        'in: development.ini (ZEO autostart), zeo.conf, var/; no package',
     )
     parser.set_defaults(func=run)
 
@@ -111,6 +122,9 @@ def _ascii(package: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     package = args.package or package_name(args.name)
+    if args.ready and args.backend != 'zeo':
+        raise CommandError('--ready is the ZEO setup of the README; change '
+                           'its zodb_uri line for another backend', 2)
     check_names(args.name, package)
     try:
         from cookiecutter.exceptions import CookiecutterException
@@ -124,28 +138,39 @@ def run(args: argparse.Namespace) -> int:
     target = os.path.join(output_dir, package)
     if os.path.exists(target):
         raise CommandError(f'{target} exists already')
+    context = {'project_name': args.name.strip(), 'repo_name': package}
+    if not args.ready:
+        context.update(backend=args.backend, __zeostore_version=_version())
     try:
         path = cookiecutter(
-            TEMPLATE,
+            READY if args.ready else TEMPLATE,
             no_input=True,
-            extra_context={
-                'project_name': args.name.strip(),
-                'repo_name': package,
-                'backend': args.backend,
-                '__zeostore_version': _version(),
-            },
+            extra_context=context,
             output_dir=output_dir,
             # The same project on every machine: no ~/.cookiecutterrc.
             default_config=True,
         )
     except CookiecutterException as e:
         raise CommandError(f'cookiecutter: {e}') from None
-    print(f'created {path} ({args.backend} backend)')
     shown = os.path.relpath(path)
     if shown.startswith(os.pardir):
         shown = path
+    if args.ready:
+        print(f'created {path} (the ready app, ZEO)')
+        print(f'next: cd {shown} && {_script("pzeo")} adduser '
+              f'development.ini admin && {_script("pserve")} '
+              'development.ini')
+        return 0
+    print(f'created {path} ({args.backend} backend)')
     print(next_steps(shown))
     return 0
+
+
+def _script(name: str) -> str:
+    """How to run console script ``name`` of this environment: its name
+    if that is what the PATH finds, else its path."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return name if shutil.which(name) == path else path
 
 
 def next_steps(shown: str) -> str:

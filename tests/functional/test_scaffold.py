@@ -506,3 +506,81 @@ def test_a_new_project_installs_tests_and_serves(
                 'relstorage-sqlite': 'sqlite'}[backend]
     assert expected in var, var
     print(f'\n{backend}: {summary}; {step.report()}')
+
+
+# -- pzeo create --ready ------------------------------------------------------
+
+
+READY_FILES = ('development.ini', 'zeo.conf')
+
+
+def test_the_ready_folder_is_the_repositorys_setup():
+    # One setup, tried by the whole suite: the folder --ready makes has
+    # this repository's development.ini and zeo.conf, to the byte.
+    for name in READY_FILES:
+        with open(os.path.join(fconf.REPO, name), 'rb') as f:
+            ours = f.read()
+        with open(os.path.join(
+            create.READY, '{{cookiecutter.repo_name}}', name
+        ), 'rb') as f:
+            assert f.read() == ours, f'{name}: copy the repository\'s'
+
+
+def test_create_ready_serves_the_ready_app(tmp_path, capsys, servers,
+                                           autostarted):
+    status, out, _ = run_create(capsys, 'My Site', '--ready', '-o',
+                                str(tmp_path))
+    assert status == 0, out
+    folder = tmp_path / 'my_site'
+    assert f'created {folder} (the ready app, ZEO)' in out
+    assert 'adduser development.ini admin' in out
+    assert sorted(p.name for p in folder.iterdir()) == [
+        '.gitignore', 'README.md', 'development.ini', 'var', 'zeo.conf',
+    ]
+    assert '# My Site' in (folder / 'README.md').read_text()
+    conf = zeoserver.read_zeo_conf(str(folder / 'zeo.conf'))
+    autostarted.append(conf)
+    ini = folder / 'development.ini'
+    port = fconf.free_port()
+    ini.write_text(ini.read_text().replace(
+        'listen = 127.0.0.1:6543 [::1]:6543', f'listen = 127.0.0.1:{port}'
+    ))
+    server = servers(fconf.pserve(str(ini)))  # autostarts its runzeo
+    status, _, body = server.request('/?format=json')
+    assert status == 200, server.log()
+    assert 'read-only' in server.log()  # no user yet
+    added = subprocess.run(
+        [os.path.join(fconf.BIN, 'pzeo'), 'adduser', 'development.ini',
+         'admin'], input='a-long-password\n', capture_output=True,
+        text=True, cwd=folder, env=fconf.child_env(), timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    headers = dict(fconf.JSON_HEADERS, Authorization=fconf.basic_auth(
+        'admin', 'a-long-password'))
+    status, _, body = server.request(
+        '/', method='POST', data=b'{"name": "first"}', headers=headers,
+    )
+    assert status == 201, body
+    assert (folder / 'var' / 'Data.fs').is_file()
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--ready', '--backend', 'file'], '--ready is the ZEO setup'),
+])
+def test_create_ready_refusals(tmp_path, capsys, args, words):
+    status, _, err = run_create(capsys, 'x', '-o', str(tmp_path), *args)
+    assert status == 2 and words in err
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_ready_folder(wheel):
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+    base = 'pyramid_zeostore/scaffold-templates/ready/'
+    inner = base + '{{cookiecutter.repo_name}}/'
+    for name in ('cookiecutter.json', *(inner + n for n in (
+        *READY_FILES, 'README.md', '.gitignore', 'var/.gitkeep',
+    ))):
+        assert (name if name.startswith(base) else base + name) in names
