@@ -49,25 +49,38 @@ __all__ = [
 #: The longest name a folder accepts, in characters.
 MAX_NAME_LENGTH = 255
 
-#: Characters a name may not hold: they make one name look like another
-#: (a bidirectional control such as U+202E shows the rest of a name
-#: reversed; zero-width characters and the byte order mark are not seen).
+#: Characters a name may not hold besides the format characters (Unicode
+#: category Cf), as they make one name look like another or like nothing:
+#: bidirectional controls (U+202E shows the rest of a name reversed),
+#: zero-width characters and the byte order mark (all Cf, listed before the
+#: rule took every Cf), and the fillers that show as a blank (the combining
+#: grapheme joiner, Hangul fillers, Khmer inherent vowels).
 INVISIBLE = frozenset(
     '\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d'
     '\u202e\u2060\u2066\u2067\u2068\u2069\ufeff'
+    '\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0'
 )
+
+
+def invisible(char: str) -> bool:
+    """Is ``char`` not seen, so that no name may hold it: a format
+    character (Cf: soft hyphen, tags, ...) or one of :data:`INVISIBLE`?"""
+    return char in INVISIBLE or unicodedata.category(char) == 'Cf'
+
 
 _MISSING: Any = object()
 
 
 def _show(name: Any) -> str:
-    """``name`` in double quotes, control, invisible and surrogate
-    characters escaped; ``repr()`` of what is not a ``str``."""
+    """``name`` in double quotes, control, invisible, surrogate and
+    whitespace characters (but the plain space) escaped; ``repr()`` of
+    what is not a ``str``."""
     if not isinstance(name, str):
         return repr(name)
     shown = ''.join(
         c.encode('unicode_escape').decode('ascii')
-        if unicodedata.category(c) in ('Cc', 'Cs') or c in INVISIBLE
+        if unicodedata.category(c) in ('Cc', 'Cs') or invisible(c)
+        or (c.isspace() and c != ' ')
         else c
         for c in name
     )
@@ -551,13 +564,14 @@ class Folder(Persistent):
 
         Raise ``TypeError`` if it is not a ``str``; :class:`InvalidName`
         (a ``ValueError``) if it is empty, longer than
-        :data:`MAX_NAME_LENGTH`, ``.`` or ``..``, contains ``/`` or a
-        control character, an invisible character that can disguise it
-        (bidirectional controls, zero-width characters, the byte order
-        mark) or a lone surrogate (not text: it cannot be encoded in a
-        URL), or starts with ``@@`` (views) or ``++`` (namespaces). The
-        name returned is in NFC, so that two spellings of one name cannot
-        both exist. Does not look at the folder's contents.
+        :data:`MAX_NAME_LENGTH`, ``.`` or ``..``, contains ``/``, a
+        control character, a line or paragraph separator, an invisible
+        character that can disguise it (see :func:`invisible`) or a lone
+        surrogate (not text: it cannot be encoded in a URL), starts or
+        ends with whitespace, or starts with ``@@`` (views) or ``++``
+        (namespaces). The name returned is in NFC, so that two spellings
+        of one name cannot both exist. Does not look at the folder's
+        contents.
         """
         if not isinstance(name, str):
             raise TypeError(
@@ -591,11 +605,20 @@ class Folder(Persistent):
             raise InvalidName(
                 'Names must be text: lone surrogates are not allowed: '
                 f'{_show(name)}', name)
-        if not INVISIBLE.isdisjoint(name):
+        if any(unicodedata.category(c) in ('Zl', 'Zp') for c in name):
+            raise InvalidName(
+                'Names which contain line or paragraph separators are not '
+                f'allowed: {_show(name)}', name)
+        if any(invisible(c) for c in name):
             raise InvalidName(
                 'Names which contain invisible characters (bidirectional '
-                'controls, zero-width characters, byte order marks) are '
-                f'not allowed: {_show(name)}', name)
+                'controls, zero-width characters, byte order marks, other '
+                'format characters, fillers) are not allowed: '
+                f'{_show(name)}', name)
+        if name[0].isspace() or name[-1].isspace():
+            raise InvalidName(
+                'Names which start or end with whitespace are not allowed: '
+                f'{_show(name)}', name)
         # One spelling per name: ``e`` + U+0301 is stored as ``é``.
         return unicodedata.normalize('NFC', name)
 

@@ -5,9 +5,10 @@ Reads (permission ``view``): ``GET`` any object (HTML, or JSON with
 a time (``?after=&size=``). Writes (permission ``edit``, JSON bodies):
 ``POST folder`` creates a child (a form post too), ``PATCH obj`` sets
 attributes, ``DELETE obj`` removes it, ``POST obj/@@increment`` adds to a
-number attribute. Who may do what is :mod:`.security`'s; the cross-site
-checks every write passes are :mod:`.csrf`'s. Other methods: 405 with
-``Allow``.
+number attribute. A plain value stored in a folder (a number, text, a
+list... put there from a shell) is shown read-only, and can be deleted.
+Who may do what is :mod:`.security`'s; the cross-site checks every write
+passes are :mod:`.csrf`'s. Other methods: 405 with ``Allow``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ from ..interfaces import IZeostoreAppSettings
 from .content import (
     MAX_DEPTH,
     Item,
-    is_attribute_name,
+    attribute_problem,
+    holder,
+    is_value,
+    json_size,
+    loads,
     public_attributes,
+    shown_value,
     store,
     unbox,
     value_problem,
@@ -59,6 +65,7 @@ FORM = 'application/x-www-form-urlencoded'
 ALLOW = {
     'folder': ('GET', 'HEAD', 'OPTIONS', 'POST', 'PATCH', 'DELETE'),
     'item': ('GET', 'HEAD', 'OPTIONS', 'PATCH', 'DELETE'),
+    'value': ('GET', 'HEAD', 'OPTIONS', 'DELETE'),
     'increment': ('OPTIONS', 'POST'),
     'login': ('GET', 'HEAD', 'OPTIONS', 'POST'),
     'logout': ('GET', 'HEAD', 'OPTIONS', 'POST'),
@@ -98,21 +105,13 @@ def _int_param(request: Any, name: str, default: int, high: int) -> int:
     return value
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f'{name} is not a JSON number')
-
-
 def _json_body(request: Any) -> dict:
     """The body as a JSON object: finite numbers only (no ``NaN`` or
     ``Infinity``, which Python's JSON takes and no client could read
     back), nested at most :data:`~.content.MAX_DEPTH` levels."""
     try:
-        body = json.loads(
-            request.body.decode('utf-8'), parse_constant=_no_constant
-        )
-    except RecursionError:
-        body = None
-    except ValueError as e:  # not UTF-8, not JSON, NaN, too many digits
+        body = loads(request.body.decode('utf-8'))
+    except ValueError as e:  # not UTF-8, not JSON, NaN, digits, too deep
         raise bad_request(
             f'expected a JSON object as the body ({e})'
         ) from None
@@ -139,14 +138,38 @@ def _form(request: Any) -> dict:
     return body
 
 
+def kind_of(obj: Any) -> str:
+    """'folder', 'item' (any other persistent object) or 'value' (see
+    :func:`~.content.is_value`); a ghost stays one."""
+    if isinstance(obj, Folder):
+        return 'folder'
+    return 'value' if is_value(obj) else 'item'
+
+
 def describe(obj: Any, request: Any) -> dict:
-    """The JSON form of ``obj`` (without a folder's children)."""
+    """The JSON form of ``obj`` (without a folder's children); a plain
+    value (the request's context) as its ``value`` or ``repr``."""
+    if is_value(obj):
+        path = _context_path(request)
+        return {
+            'name': path[-1] if path else '',
+            'path': '/' + '/'.join(map(quote_path_segment, path)),
+            'type': 'value',
+            'attributes': {},
+            **shown_value(obj),
+        }
     return {
         'name': obj.__name__ or '',
         'path': resource_path(obj),
-        'type': 'folder' if isinstance(obj, Folder) else 'item',
+        'type': kind_of(obj),
         'attributes': public_attributes(obj),
     }
+
+
+def _context_path(request: Any) -> tuple[str, ...]:
+    """The names from the root to the context: a plain value knows
+    neither its name nor its parent."""
+    return tuple(request.traversed)
 
 
 def folder_page(context: Folder, request: Any) -> dict:
@@ -173,7 +196,7 @@ def folder_page(context: Folder, request: Any) -> dict:
     items = [
         {
             'name': name,
-            'type': 'folder' if isinstance(child, Folder) else 'item',
+            'type': kind_of(child),
             'path': base + quote_path_segment(name),
         }
         for name, child in found[:size]
@@ -209,15 +232,13 @@ def _set_attributes(request: Any, obj: Any, attributes: Any) -> None:
     settings = request.registry.getUtility(IZeostoreAppSettings)
     sizes = {}
     for name, value in attributes.items():
-        if not is_attribute_name(obj, name):
-            raise bad_request(
-                f'{name!r} is not an attribute you can set: use an '
-                'identifier that does not start with "_"'
-            )
+        problem = attribute_problem(obj, name)
+        if problem is not None:
+            raise bad_request(problem)
         problem = value_problem(value)
         if problem is not None:
             raise bad_request(f'{name}: {problem}')
-        size = sizes[name] = len(json.dumps(value).encode('utf-8'))
+        size = sizes[name] = json_size(value)
         if size > settings.max_value:
             raise _json_error(
                 HTTPRequestEntityTooLarge,
@@ -267,13 +288,16 @@ def create(context: Folder, request: Any) -> Any:
 
 def update(context: Any, request: Any) -> Any:
     """PATCH: set attributes from a JSON object."""
+    _no_value(context, request)
     _content_type(request, JSON)
     _set_attributes(request, context, _json_body(request))
     return Response(json_body=describe(context, request))
 
 
 def delete(context: Any, request: Any) -> Any:
-    """DELETE: remove the object from its folder."""
+    """DELETE: remove the object (or plain value) from its folder."""
+    if is_value(context):
+        return _delete_value(request)
     parent = context.__parent__
     if parent is None:
         raise bad_request('the root cannot be deleted')
@@ -282,13 +306,47 @@ def delete(context: Any, request: Any) -> Any:
     return Response(json_body={'deleted': path})
 
 
+def _delete_value(request: Any) -> Any:
+    """DELETE a plain value: an entry of the folder it was found in (it
+    knows neither its name nor its folder), not a member of a list or
+    dict of another object."""
+    names = _context_path(request)
+    parent = holder(request.root, names)
+    path = describe(request.context, request)['path']
+    if not isinstance(parent, Folder):
+        raise bad_request(
+            f'{path} is a member of a {type(parent).__name__}, not a '
+            'child of a folder: change the object that holds it instead'
+        )
+    parent.remove(names[-1])
+    return Response(json_body={'deleted': path})
+
+
+def _no_value(context: Any, request: Any) -> None:
+    """405 for a write other than DELETE to a plain value: it has no
+    attributes to set."""
+    if is_value(context):
+        path = describe(context, request)['path']
+        response = _json_error(
+            HTTPMethodNotAllowed,
+            f'{path} is a plain value ({type(context).__name__}), stored '
+            f'in its folder: it has no attributes to {request.method} '
+            f'(replace it: DELETE it, then POST an item); allowed: '
+            f'{", ".join(_allowed(context, request))}',
+        )
+        response.headers['Allow'] = ', '.join(_allowed(context, request))
+        raise response
+
+
 def increment(context: Any, request: Any) -> Any:
     """POST @@increment: ``{"attribute": "counter", "by": 1}``."""
+    _no_value(context, request)
     body = _json_body(request) if request.body else {}
     name = body.get('attribute', 'counter')
     by = body.get('by', 1)
-    if not is_attribute_name(context, name):
-        raise bad_request(f'{name!r} is not an attribute you can set')
+    problem = attribute_problem(context, name)
+    if problem is not None:
+        raise bad_request(problem)
     if not isinstance(by, int) or isinstance(by, bool):
         raise bad_request('by must be a whole number')
     value = unbox(getattr(context, name, 0))
@@ -309,10 +367,7 @@ def increment(context: Any, request: Any) -> Any:
 def not_allowed(context: Any, request: Any) -> Any:
     """405 with ``Allow`` for a method this object does not answer;
     OPTIONS: 204 with ``Allow``."""
-    kind = request.view_name or (
-        'folder' if isinstance(context, Folder) else 'item'
-    )
-    allow = ', '.join(ALLOW.get(kind, ALLOW['item']))
+    allow = ', '.join(_allowed(context, request))
     if request.method == 'OPTIONS':
         response = Response(status=204)
     else:
@@ -322,6 +377,14 @@ def not_allowed(context: Any, request: Any) -> Any:
         )
     response.headers['Allow'] = allow
     return response
+
+
+def _allowed(context: Any, request: Any) -> tuple[str, ...]:
+    """The methods this object (or its view) answers."""
+    view = request.view_name
+    if is_value(context) and view in ('', 'increment'):
+        return ALLOW['value'] if not view else ('OPTIONS',)
+    return ALLOW.get(view or kind_of(context), ALLOW['item'])
 
 
 def _html(data: dict, request: Any) -> str:
@@ -336,6 +399,11 @@ def _html(data: dict, request: Any) -> str:
         for k, v in data['attributes'].items()
     )
     parts = [f'<table>{attrs}</table>' if attrs else '']
+    if data['type'] == 'value':
+        shown = (json.dumps(data['value']) if 'value' in data
+                 else data['repr'])
+        parts.append('<p>A plain value, stored in its folder:</p>'
+                     f'<pre>{escape(shown)}</pre>')
     if data['type'] == 'folder':
         nxt = data['next']
         parts += [

@@ -42,13 +42,6 @@ class Shown:
     more: int = 0  # members or characters left out
 
 
-def is_public(name: Any) -> bool:
-    """An attribute name the forms may set: an identifier that does not
-    start with ``_`` (ZODB's and the folder's own live there)."""
-    return (isinstance(name, str) and name.isidentifier()
-            and name.isascii() and not name.startswith('_'))
-
-
 def type_name(value: Any) -> str:
     cls = type(value)
     module = cls.__module__

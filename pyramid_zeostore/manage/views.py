@@ -19,19 +19,30 @@ from urllib.parse import urlencode
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound, HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.response import FileResponse
-from pyramid.traversal import resource_path
+from pyramid.traversal import quote_path_segment, resource_path
 from ZODB.POSException import POSKeyError
 from ZODB.utils import p64
 
-from ..app.content import Item
+from ..app.content import (
+    Item,
+    attribute_problem,
+    holder,
+    is_value,
+    json_size,
+    loads,
+    value_problem,
+)
+from ..app.settings import AppSettings
 from ..exceptions import FolderKeyError
 from ..folder import Folder
+from ..interfaces import IZeostoreAppSettings
 from . import render
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-#: the kinds a form may add
-KINDS = ('folder', 'item')
+#: the kinds a form may add, in the form's order, and their classes
+CLASSES = {'folder': Folder, 'item': Item}
+KINDS = tuple(CLASSES)
 #: the types the edit form offers, and how each reads its text
 PARSERS = {
     'str': str,
@@ -39,7 +50,7 @@ PARSERS = {
     'float': float,
     'bool': lambda text: {'true': True, 'false': False}[text.strip().lower()],
     'date': datetime.date.fromisoformat,
-    'json': json.loads,
+    'json': loads,
 }
 MAX_FIELD = 65536
 #: what each type's value must be, for the form's error message
@@ -92,6 +103,30 @@ def page(request: Any, template: str, status: int = 200,
     return response
 
 
+def max_value(request: Any) -> int:
+    """The most bytes of JSON one attribute value may take: the ready
+    app's ``zeostore.max_value``, or its default in an app of its own."""
+    settings = request.registry.queryUtility(IZeostoreAppSettings)
+    return getattr(settings, 'max_value', AppSettings.max_value)
+
+
+def value_error(request: Any, value: Any) -> tuple[int, str] | None:
+    """(status, why) if ``value`` may not be stored as an attribute, by
+    the JSON API's rules (:func:`~..app.content.value_problem`: 400;
+    over ``zeostore.max_value``: 413), else None. Dates, which the edit
+    form offers and JSON does not carry, pass."""
+    if isinstance(value, datetime.date):
+        return None
+    problem = value_problem(value)
+    if problem is not None:
+        return 400, problem
+    size, most = json_size(value), max_value(request)
+    if size > most:
+        return 413, (f'the value is {size} bytes of JSON, more than '
+                     f'{most} (zeostore.max_value)')
+    return None
+
+
 def _field(request: Any, name: str, required: bool = True) -> str:
     value = request.POST.get(name, '')
     if not isinstance(value, str) or len(value) > MAX_FIELD:
@@ -114,16 +149,21 @@ def stylesheet(context: Any, request: Any) -> Any:
 
 
 
-def child_row(request: Any, name: str, child: Any) -> dict:
-    """What the contents table shows of one child (loads it: one of a
-    page)."""
+def child_row(request: Any, name: str, child: Any,
+              folder: Folder | None = None) -> dict:
+    """What the contents table shows of one child of ``folder`` (loads
+    it: one of a page)."""
     if hasattr(child, '_p_activate'):
         child._p_activate()
     mtime = getattr(child, '_p_mtime', None)
+    url = None
+    if hasattr(child, '__parent__'):
+        url = manage_url(request, child)
+    elif folder is not None:  # a plain value: its page, by its name
+        url = request.resource_url(folder, name, '@@manage')
     return {
         'name': name,
-        'url': manage_url(request, child) if hasattr(
-            child, '__parent__') else None,
+        'url': url,
         'type': render.type_name(child),
         'folder': isinstance(child, Folder),
         'children': len(child) if isinstance(child, Folder) else None,
@@ -157,7 +197,7 @@ def contents(context: Folder, request: Any, **extra: Any) -> Any:
         found = context.page(0, size + 1, after=after)
     except FolderKeyError:
         raise HTTPBadRequest(f'?after={after!r}: no such child') from None
-    rows = [child_row(request, name, child)
+    rows = [child_row(request, name, child, context)
             for name, child in found[:size]]
     following = (
         manage_url(request, context, after=rows[-1]['name'], size=size)
@@ -193,7 +233,9 @@ def by_oid(context: Any, request: Any) -> Any:
 def object_page(obj: Any, request: Any, errors: dict | None = None,
                 status: int = 200) -> Any:
     """Every stored attribute of ``obj``, its oid, record and last
-    change."""
+    change; a plain value (the context), read-only."""
+    if is_value(obj):
+        return value_page(obj, request, errors, status)
     if hasattr(obj, '_p_activate'):
         obj._p_activate()
     jar = getattr(obj, '_p_jar', None)
@@ -213,6 +255,31 @@ def object_page(obj: Any, request: Any, errors: dict | None = None,
         types=list(PARSERS), oid_url=lambda oid: manage_url(
             request, request.root, 'manage') + f'/oid/{oid}',
         edit_url=edit_url(request, obj),
+    )
+
+
+def value_page(value: Any, request: Any, errors: dict | None = None,
+               status: int = 200) -> Any:
+    """A plain value the request traversed to (a number, text, a list...
+    stored in its folder's record): shown, with no form, as it has no
+    oid, history or attributes of its own."""
+    names = request.traversed
+    found_in = holder(request.root, names)
+    crumbs = []
+    if getattr(found_in, '__parent__', None) is not None or (
+            found_in is request.root):
+        crumbs = breadcrumbs(request, found_in) + [(names[-1], '')]
+    return page(
+        request, 'object.jinja2', status=status, obj=value,
+        crumbs=crumbs,
+        path='/' + '/'.join(map(quote_path_segment, names)),
+        type_name=render.type_name(value), oid=None, size=None,
+        modified=None, last=None,
+        attributes=[('(value)', render.show(value), False)],
+        errors=errors or {}, types=[],
+        oid_url=lambda oid: manage_url(
+            request, request.root, 'manage') + f'/oid/{oid}',
+        edit_url=None,
     )
 
 
@@ -289,32 +356,45 @@ def new_name(context: Folder, name: str) -> tuple[str, str | None]:
 
 
 def add(context: Folder, request: Any) -> Any:
-    """Add a folder or an item, with attributes given as JSON."""
+    """Add a folder or an item, with attributes given as JSON, checked as
+    the JSON API checks them."""
     name = _field(request, 'name')
     kind = _field(request, 'kind')
     raw = _field(request, 'attributes', required=False).strip()
-    errors = {}
+    errors, status = {}, 400
     name, problem = new_name(context, name)
     if problem:
         errors['name'] = problem
     if kind not in KINDS:
         errors['kind'] = 'expected folder or item'
+    child = CLASSES.get(kind, Item)()
     attrs: Any = {}
     if raw:
         try:
-            attrs = json.loads(raw)
-        except ValueError as e:
+            attrs = loads(raw)
+        except json.JSONDecodeError as e:
             errors['attributes'] = f'not JSON: {e}'
+        except ValueError as e:  # NaN, too many digits, too deep
+            errors['attributes'] = str(e)
         else:
-            if not isinstance(attrs, dict) or not all(
-                    render.is_public(k) for k in attrs):
+            if not isinstance(attrs, dict):
                 errors['attributes'] = (
                     'expected a JSON object of attribute names (letters, '
                     'digits and _, not starting with _) to values')
+            else:
+                for key, value in attrs.items():
+                    problem = attribute_problem(child, key)
+                    if problem is None and (
+                            found := value_error(request, value)):
+                        status, problem = found[0], f'{key}: {found[1]}'
+                    if problem is not None:
+                        errors['attributes'] = problem
+                        break
     if errors:
-        return contents(context, request, status=400, errors=errors,
-                        form=dict(request.POST))
-    child = Folder() if kind == 'folder' else Item()
+        # 413 only when a value too large is the one thing wrong
+        return contents(context, request,
+                        status=status if len(errors) == 1 else 400,
+                        errors=errors, form=dict(request.POST))
     for key, value in attrs.items():
         setattr(child, key, value)
     context.add(name, child)
@@ -360,7 +440,8 @@ def confirm_delete(context: Folder, request: Any,
         except HTTPBadRequest as e:
             return contents(context, request, status=400,
                             errors={'delete': e.detail})
-    rows = [child_row(request, name, context[name]) for name in names]
+    rows = [child_row(request, name, context[name], context)
+            for name in names]
     return page(request, 'delete.jinja2', context=context,
                 crumbs=breadcrumbs(request, context), rows=rows)
 
@@ -379,7 +460,8 @@ def delete(context: Folder, request: Any) -> Any:
 
 
 def edit(context: Any, request: Any) -> Any:
-    """Set one simple attribute: a type and its text, checked."""
+    """Set one simple attribute: a type and its text, checked as the JSON
+    API checks attributes (names, nesting, numbers, size)."""
     obj = context
     oid = request.GET.get('oid')
     if oid:
@@ -387,10 +469,14 @@ def edit(context: Any, request: Any) -> Any:
     attr = _field(request, 'attribute')
     kind = _field(request, 'type')
     text = _field(request, 'value', required=False)
-    errors = {}
-    if not render.is_public(attr):
-        errors['attribute'] = ('expected a name of letters, digits and _, '
-                               'not starting with _ or a digit')
+    if is_value(obj):
+        return object_page(obj, request, status=400, errors={
+            'attribute': f'this {render.type_name(obj)} is a plain value '
+                         'stored in its folder: it has no attributes to set'})
+    errors, status = {}, 400
+    problem = attribute_problem(obj, attr)
+    if problem is not None:
+        errors['attribute'] = problem
     elif attr in render.stored_state(obj) and type(
             render.stored_state(obj)[attr]) not in render.EDITABLE:
         errors['attribute'] = (f'{attr} holds a '
@@ -410,9 +496,20 @@ def edit(context: Any, request: Any) -> Any:
         else:
             if kind == 'json' and not isinstance(value, (list, dict)):
                 errors['value'] = 'expected a JSON list or object'
+            elif (found := value_error(request, value)) is not None:
+                status, errors['value'] = found
     if errors:
-        return object_page(obj, request, errors=errors, status=400)
-    setattr(obj, attr, value)
+        # 413 only when a value too large is the one thing wrong
+        return object_page(obj, request, errors=errors,
+                           status=status if len(errors) == 1 else 400)
+    try:
+        setattr(obj, attr, value)
+    except (ValueError, TypeError, AttributeError) as e:
+        # an app class's own ``__setattr__`` refused it: undo what it did
+        request.tm.abort()
+        request.tm.begin()
+        return object_page(obj, request, status=400, errors={
+            'value': f'{render.type_name(obj)} refused it: {e}'})
     where = (resource_path(obj) if getattr(obj, '__parent__', None)
              is not None else f'oid {render.oid_hex(obj)}')
     note(request, f'set {attr} of {where}')

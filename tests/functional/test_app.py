@@ -167,7 +167,11 @@ def test_browser_form_posts_with_csrf_token(app):
         ('post_json', '/', {'name': 'ok', 'type': 'table'}, 400),
         ('post_json', '/', {'name': 'ok', 'attributes': []}, 400),
         ('post_json', '/', {'name': 'ok', 'attributes': {'_p': 1}}, 400),
-        ('post_json', '/', {'name': 'ok', 'attributes': {'data': 1}}, 400),
+        ('post_json', '/', {'name': 'ok', 'type': 'folder',
+                            'attributes': {'data': 1}}, 400),
+        ('post_json', '/', {'name': 'ok', 'type': 'folder',
+                            'attributes': {'order': ['ok']}}, 400),
+        ('patch_json', '/', {'order': ['zz']}, 400),
         ('post_json', '/', [1, 2], 400),
         ('patch_json', '/', {'keys': 1}, 400),
         ('delete', '/', None, 400),
@@ -225,3 +229,87 @@ def test_unsafe_methods_need_a_user(app, method):
                          **kwargs)
     getattr(app, method)(path, headers=JSON, **kwargs)
     assert app.get('/', headers=JSON).json['length'] == 1
+
+
+class Plain:
+    """A child that is no persistent object (kept in its folder's
+    record): a value, however it carries attributes."""
+
+    def __init__(self):
+        self.title = 'loose'
+
+
+def test_a_plain_value_child_is_shown_read_only(app):
+    """Numbers, text, lists... a shell put in a folder: shown (JSON: the
+    value, or a bounded repr), deleted through their folder, never given
+    attributes; a 4xx, never a 500."""
+    app.post_json('/', {'name': 'f', 'type': 'folder'}, headers=H)
+    db = get_databases(app.app.registry).get('')
+    conn = db.open()
+    try:
+        folder = conn.root()['app_root']['f']
+        folder['i'] = 1
+        folder['s'] = '<b>bold</b>'
+        folder['n'] = None
+        folder['d'] = {'k': [1, 2]}
+        folder['t'] = (1, 'x' * 5000)
+        folder['p'] = Plain()
+        conn.transaction_manager.commit()
+    finally:
+        conn.close()
+    listing = app.get('/f', headers=JSON).json['items']
+    assert {i['name']: i['type'] for i in listing} == {
+        'd': 'value', 'i': 'value', 'n': 'value', 'p': 'value',
+        's': 'value', 't': 'value'}
+    assert app.get('/f/i?format=json').json == {
+        'name': 'i', 'path': '/f/i', 'type': 'value', 'attributes': {},
+        'value': 1}
+    assert app.get('/f/n', headers=JSON).json['value'] is None
+    assert app.get('/f/d', headers=JSON).json['value'] == {'k': [1, 2]}
+    assert app.get('/f/d/k', headers=JSON).json['path'] == '/f/d/k'
+    shown = app.get('/f/t', headers=JSON).json
+    assert 'value' not in shown and shown['repr'].startswith("(1, 'xxx")
+    assert len(shown['repr']) <= 1000
+    assert app.get('/f/p', headers=JSON).json['repr'] == (
+        '<tests.functional.test_app.Plain>')  # its class's code not run
+    # Below a value: not found (str and tuple raise TypeError for a text
+    # key, which Pyramid's traverser would let out as a 500).
+    for path in ('/f/s/x', '/f/t/0/y', '/f/i/x', '/f/d/k/0'):
+        app.get(path, status=404)
+    page = app.get('/f/s')
+    assert page.content_type == 'text/html'
+    assert '&lt;b&gt;bold&lt;/b&gt;' in page.text and '<b>' not in page.text
+    for path in ('/f/i', '/f/p'):
+        res = app.patch_json(path, {'x': 1}, headers={**H, **JSON},
+                             status=405)
+        assert res.headers['Allow'] == 'GET, HEAD, OPTIONS, DELETE'
+        assert f'{path} is a plain value' in res.json['message']
+    res = app.post_json('/f/i/@@increment', {}, headers=H, status=405)
+    assert 'has no attributes' in res.json['message']
+    assert app.options('/f/i').headers['Allow'] == (
+        'GET, HEAD, OPTIONS, DELETE')
+    res = app.delete('/f/d/k', headers={**H, **JSON}, status=400)
+    assert 'a member of a dict, not a child of a folder' in (
+        res.json['message'])
+    assert app.delete('/f/i', headers=H).json == {'deleted': '/f/i'}
+    app.get('/f/i', status=404)
+    assert app.get('/f', headers=JSON).json['length'] == 5
+
+
+def test_attribute_names_a_class_takes_are_refused_saying_so(app):
+    app.post_json('/', {'name': 'f', 'type': 'folder'}, headers=H)
+    for name, taken in [('keys', 'method keys'), ('add', 'method add'),
+                        ('order', 'property order')]:
+        res = app.patch_json('/f', {name: ['x']}, headers={**H, **JSON},
+                             status=400)
+        assert res.json['message'] == (
+            f"'{name}' is not an attribute you can set: the name is "
+            f'taken by Folder (its {taken})')
+    res = app.patch_json('/f', {'data': 1}, headers={**H, **JSON},
+                         status=400)
+    assert 'taken by Folder (folders keep their children there' in (
+        res.json['message'])
+    res = app.patch_json('/f', {'_p_x': 1}, headers={**H, **JSON},
+                         status=400)
+    assert 'expected a name of letters, digits and _' in res.json['message']
+    app.post_json('/f', {'name': 'q'}, headers=H, status=201)  # works

@@ -22,6 +22,7 @@ import re
 import pytest
 import transaction
 import ZODB
+from persistent import Persistent
 from pyramid.authorization import (
     ACLHelper,
     Allow,
@@ -58,6 +59,16 @@ class Plain:
 
     def __init__(self, title):
         self.title = title
+
+
+class Strict(Persistent):
+    """An app's class whose ``__setattr__`` checks what it is given."""
+
+    def __setattr__(self, name, value):
+        if name == 'level' and value < 0:
+            self.touched = True  # a change the refusal must not keep
+            raise ValueError('level must not be negative')
+        super().__setattr__(name, value)
 
 
 @pytest.fixture
@@ -208,6 +219,130 @@ def test_a_child_that_is_no_persistent_object(router, boss):
     res = boss.get('/plain/@@manage-history', status=404)
     assert 'this object is not stored: it has no history' in res.text
     assert '<tr id="rev-' in boss.get('/item/@@manage-history').text
+
+
+def test_names_a_class_takes_are_refused_as_the_api_refuses_them(
+        router, boss):
+    """``add`` set on a folder would hide ``Folder.add`` (every later
+    POST to it a 500), ``order`` would run its setter (a ValueError):
+    refused, on the page, next to the field; nothing stored. An app
+    class's ``__setattr__`` that refuses a value: the same."""
+    conn, tm, root = app_root(router)
+    try:
+        root['f9'] = Folder()
+        root['strict'] = Strict()
+        tm.commit()
+    finally:
+        conn.close()
+    before = last_transaction(router)['id']
+    token = token_of(boss)
+    for attribute, kind, value, taken in [
+            ('add', 'str', 'x', 'method add'),
+            ('keys', 'int', '1', 'method keys'),
+            ('order', 'json', '["zz"]', 'property order')]:
+        res = post(boss, '/f9/@@manage-edit', 400, token,
+                   attribute=attribute, type=kind, value=value)
+        message = (f"'{attribute}' is not an attribute you can set: the "
+                   f'name is taken by Folder (its {taken})')
+        assert res.html.find(id='edit-attribute-error').get_text() == (
+            message)
+        assert message in alert(res)
+    for kind, attributes, words in [
+            ('folder', '{"keys": 1}', 'taken by Folder (its method keys)'),
+            ('folder', '{"data": 1}', "'data' is not an attribute you can"),
+            ('item', '{"ok": 1, "_p_x": 1}', 'expected a name of letters')]:
+        res = post(boss, '/@@manage-add', 400, token, name='new',
+                   kind=kind, attributes=attributes)
+        assert words in alert(res), attributes
+    res = post(boss, '/strict/@@manage-edit', 400, token,
+               attribute='level', type='int', value='-1')
+    assert res.html.find(id='edit-value-error').get_text() == (
+        'tests.functional.test_manage_edges.Strict refused it: level must '
+        'not be negative')
+    assert last_transaction(router)['id'] == before
+    conn, tm, root = app_root(router)
+    try:
+        assert 'add' not in root['f9'].__dict__
+        assert 'touched' not in root['strict'].__dict__
+        assert list(root) == ['f9', 'strict']
+    finally:
+        conn.close()
+    # the JSON API still adds to the folder
+    api = TestApp(router, extra_environ={'HTTP_HOST': 'localhost'})
+    api.authorization = ('Basic', BOSS)
+    api.post_json('/f9', {'name': 'q'}, status=201)
+
+
+def test_values_the_api_would_refuse_are_refused_on_the_page(router, boss):
+    """The JSON API's limits on values: nesting (32 levels, and what
+    Python's parser cannot nest: a RecursionError), finite numbers and
+    ``zeostore.max_value``; 400 (413 for the size) with the error next
+    to its field, never a 500."""
+    conn, tm, root = app_root(router)
+    try:
+        root['thing'] = Item(n=1)
+        tm.commit()
+    finally:
+        conn.close()
+    before = last_transaction(router)['id']
+    token = token_of(boss)
+    deep = '[' * 30000 + ']' * 30000
+    for attributes in ('{"a": ' + deep + '}', '{"a": ' + '[' * 30000,
+                       '{"a": ' + '[' * 33 + ']' * 33 + '}'):
+        res = post(boss, '/@@manage-add', 400, token, name='x',
+                   kind='item', attributes=attributes)
+        assert 'values may nest at most 32 levels deep' in alert(res)
+        assert res.html.find(id='add-attributes')['aria-invalid'] == 'true'
+    res = post(boss, '/@@manage-add', 400, token, name='x', kind='item',
+               attributes='{"a": NaN}')
+    assert 'NaN is not a JSON number' in alert(res)
+    for kind, value, status, words in [
+            ('json', '[' * 30000, 400,
+             'values may nest at most 32 levels deep'),
+            ('json', '[' * 40 + ']' * 40, 400,
+             'values may nest at most 32 levels deep'),
+            ('float', 'nan', 400, 'numbers must be finite'),
+            ('float', '-inf', 400, 'numbers must be finite'),
+            ('str', '\u00e9' * 60000, 413,
+             'the value is 360002 bytes of JSON, more than 262144 '
+             '(zeostore.max_value)')]:
+        res = post(boss, '/thing/@@manage-edit', status, token,
+                   attribute='v', type=kind, value=value)
+        assert res.content_type == 'text/html'
+        assert res.html.find(id='edit-value-error').get_text().endswith(
+            words), (kind, value[:10])
+    assert last_transaction(router)['id'] == before
+
+
+def test_a_plain_value_child_in_the_object_browser(router, boss):
+    """A number or a tuple a shell put in a folder: listed with a link,
+    shown read-only on a page of its own; a form posted to it is refused
+    on that page."""
+    conn, tm, root = app_root(router)
+    try:
+        root['i'] = 1
+        root['t'] = (1, '<b>')
+        tm.commit()
+    finally:
+        conn.close()
+    before = last_transaction(router)['id']
+    page = boss.get('/@@manage')
+    links = {a.get_text(): a['href'] for a in page.html.select(
+        '#pick-form tbody a')}
+    assert links == {'i': 'http://localhost/i/@@manage',
+                     't': 'http://localhost/t/@@manage'}
+    res = boss.get('/t/@@manage')
+    assert res.html.find('h1').get_text() == '/t'
+    assert 'edit-form' not in res.forms
+    assert res.html.find(id='plain-value') is not None
+    assert '&lt;b&gt;' in res.text and '<b>' not in res.text
+    crumbs = [li.get_text(strip=True) for li in res.html.select(
+        '.crumbs li')]
+    assert crumbs == ['/', 't']
+    res = post(boss, '/i/@@manage-edit', 400, token_of(boss),
+               attribute='x', type='str', value='y')
+    assert 'this int is a plain value stored in its folder' in alert(res)
+    assert last_transaction(router)['id'] == before
 
 
 # -- history and undo --------------------------------------------------------

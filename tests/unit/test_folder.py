@@ -245,6 +245,11 @@ def test_repr_shows_oid(db):
 
 # -- names --------------------------------------------------------------------
 
+INVISIBLE_NAME = (
+    'Names which contain invisible characters (bidirectional controls, '
+    'zero-width characters, byte order marks, other format characters, '
+    'fillers) are not allowed: '
+)
 INVALID_NAMES = [
     (b'bytes', TypeError, "Names must be strings, not bytes: b'bytes'"),
     (1, TypeError, 'Names must be strings, not int: 1'),
@@ -272,17 +277,31 @@ INVALID_NAMES = [
     ('\ud800', InvalidName,
      'Names must be text: lone surrogates are not allowed: "\\ud800"'),
     ('photo\u202egpj.exe', InvalidName,
-     'Names which contain invisible characters (bidirectional controls, '
-     'zero-width characters, byte order marks) are not allowed: '
-     '"photo\\u202egpj.exe"'),
+     INVISIBLE_NAME + '"photo\\u202egpj.exe"'),
     ('zero\u200bwidth', InvalidName,
-     'Names which contain invisible characters (bidirectional controls, '
-     'zero-width characters, byte order marks) are not allowed: '
-     '"zero\\u200bwidth"'),
+     INVISIBLE_NAME + '"zero\\u200bwidth"'),
     ('\ufeffbom', InvalidName,
-     'Names which contain invisible characters (bidirectional controls, '
-     'zero-width characters, byte order marks) are not allowed: '
-     '"\\ufeffbom"'),
+     INVISIBLE_NAME + '"\\ufeffbom"'),
+    ('soft\u00adhyphen', InvalidName,
+     INVISIBLE_NAME + '"soft\\xadhyphen"'),
+    ('tag\U000e0041', InvalidName, INVISIBLE_NAME + '"tag\\U000e0041"'),
+    ('\u3164', InvalidName, INVISIBLE_NAME + '"\\u3164"'),
+    ('\u2028', InvalidName,
+     'Names which contain line or paragraph separators are not allowed: '
+     '"\\u2028"'),
+    ('para\u2029graph', InvalidName,
+     'Names which contain line or paragraph separators are not allowed: '
+     '"para\\u2029graph"'),
+    (' ', InvalidName,
+     'Names which start or end with whitespace are not allowed: " "'),
+    (' lead', InvalidName,
+     'Names which start or end with whitespace are not allowed: " lead"'),
+    ('trail\u3000', InvalidName,
+     'Names which start or end with whitespace are not allowed: '
+     '"trail\\u3000"'),
+    ('\u00a0nbsp', InvalidName,
+     'Names which start or end with whitespace are not allowed: '
+     '"\\xa0nbsp"'),
 ]
 
 
@@ -306,7 +325,8 @@ class StrSub(str):
 
 @pytest.mark.parametrize('name', [
     'a', 'file.txt', '...', '.hidden', 'a..b', '@a', '+a', 'a@@', 'é€',
-    ' spaced ', 'x' * MAX_NAME_LENGTH, 'tab\u2028sep',
+    'two words', 'x' * MAX_NAME_LENGTH, 'no\u00a0break',
+    'heart \u2764\ufe0f', '\u0645\u0631\u062d\u0628\u0627',
 ])
 def test_valid_names(name):
     folder = Folder()

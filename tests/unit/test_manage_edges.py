@@ -282,3 +282,25 @@ def test_the_last_transaction_of_a_storage_without_undo():
         assert found['time'].startswith('2026-12-07')
     finally:
         db.close()
+
+
+# -- the JSON API's limits, in an app of its own ------------------------------
+
+
+def test_value_limits_without_the_ready_apps_settings():
+    """An app that includes only the object browser has no
+    ``zeostore.max_value``: its default applies."""
+    import datetime
+
+    from pyramid import testing
+
+    with testing.testConfig():
+        request = testing.DummyRequest()
+        assert views.max_value(request) == 256 << 10
+        assert views.value_error(request, 'x' * (256 << 10)) == (
+            413, 'the value is 262146 bytes of JSON, more than 262144 '
+                 '(zeostore.max_value)')
+        assert views.value_error(request, 'x' * 1000) is None
+        assert views.value_error(request, float('inf')) == (
+            400, 'numbers must be finite')
+        assert views.value_error(request, datetime.date(2026, 1, 2)) is None

@@ -81,9 +81,13 @@ def test_stored_state_of_slots_and_odd_states():
     assert names == ['a']
 
 
-def test_public_names():
-    assert render.is_public('title')
-    assert not render.is_public('_p_oid')
-    assert not render.is_public('1x')
-    assert not render.is_public('é')
-    assert not render.is_public(3)
+def test_settable_names_are_the_json_apis():
+    # The object browser and the JSON API share one rule.
+    from pyramid_zeostore import Folder
+    from pyramid_zeostore.app.content import attribute_problem
+
+    folder = Folder()
+    assert attribute_problem(folder, 'title') is None
+    assert attribute_problem(folder, 'é') is None  # an identifier
+    for name in ('_p_oid', '1x', 3, 'keys', 'add', 'order', 'data'):
+        assert attribute_problem(folder, name) is not None, name
