@@ -46,6 +46,7 @@ from .security import SecurityPolicy
 from .session import load_secret, session_factory
 from .settings import READERS as APP_READERS
 from .settings import parse_app_settings
+from .traversal import Traverser
 from .users import find_users
 from .views import create, delete, increment, not_allowed, show, update
 
@@ -166,6 +167,7 @@ def includeme(config: Configurator) -> None:
         config.set_session_factory(session_factory(settings, secret))
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_permission('view')
+    config.add_traverser(Traverser)  # 404 below a plain value, not 500
     config.add_view_deriver(cross_site_view)
     config.add_view(show, request_method=('GET', 'HEAD'))
     config.add_view(create, context=Folder, request_method='POST',
