@@ -161,6 +161,33 @@ def run_pserve(tmp_path, ini: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout.decode(errors='replace')
 
 
+def zeo_conf_at(tmp_path, address, storage, pid_file=None) -> str:
+    """A zeo.conf in tmp_path serving ``storage`` at ``address``."""
+    path = tmp_path / 'zeo.conf'
+    pid = f'  pid-filename {pid_file}\n' if pid_file else ''
+    path.write_text(
+        f'<zeo>\n  address {address}\n{pid}</zeo>\n'
+        f'<filestorage>\n  path {storage}\n</filestorage>\n'
+    )
+    return str(path)
+
+
+def refused_by_pserve(tmp_path, autostarted, conf_path, uri) -> str:
+    """pserve of an autostart ini for ``uri`` and ``conf_path`` fails
+    with a ConfigurationError naming zeostore.zeo_conf: its output."""
+    conf = zeoserver.read_zeo_conf(conf_path)
+    autostarted.append(conf)
+    ini = fconf.write_ini(
+        tmp_path, uri,
+        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
+    )
+    status, output = run_pserve(tmp_path, ini)
+    assert status != 0
+    assert 'ZeostoreConfigurationError: zeostore.zeo_conf: ' in output
+    assert fconf.runzeo_pids(conf.path) == []  # nothing started
+    return output
+
+
 def test_pserve_refuses_a_zeo_conf_of_another_server(tmp_path, autostarted):
     # The zeo.conf serves other.sock; zodb_uri names var/zeo.sock.
     conf_path = rconf.write_zeo_conf(tmp_path / 'var')
@@ -169,42 +196,24 @@ def test_pserve_refuses_a_zeo_conf_of_another_server(tmp_path, autostarted):
     with open(conf_path, 'w') as f:
         f.write(text.replace('$VAR/zeo.sock', f'{tmp_path}/other.sock'))
     conf = zeoserver.read_zeo_conf(conf_path)
-    autostarted.append(conf)
-    ini = fconf.write_ini(
-        tmp_path, f'zeo://{tmp_path}/var/zeo.sock',
-        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
-    )
-    status, output = run_pserve(tmp_path, ini)
-    assert status != 0
-    assert 'ZeostoreConfigurationError: zeostore.zeo_conf: ' in output
+    output = refused_by_pserve(tmp_path, autostarted, conf_path,
+                               f'zeo://{tmp_path}/var/zeo.sock')
     assert f'starts a server at {tmp_path}/other.sock' in output, output
     assert f'zodb_uri connects to {tmp_path}/var/zeo.sock' in output
     assert 'zodb_uri must name the server the zeo.conf starts' in output
     # Refused before anything started.
-    assert fconf.runzeo_pids(conf.path) == []
     assert not os.path.exists(conf.log_file)  # tmp/zeo.log, of other.sock
     assert not os.path.exists(conf.address)
 
 
 def test_pserve_socket_folder_under_a_file(tmp_path, autostarted):
     (tmp_path / 'afile').write_text('a file, not a folder\n')
-    conf_path = tmp_path / 'zeo.conf'
-    conf_path.write_text(
-        f'<zeo>\n  address {tmp_path}/afile/zeo.sock\n</zeo>\n'
-        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
-    )
-    conf = zeoserver.read_zeo_conf(str(conf_path))
-    autostarted.append(conf)
-    ini = fconf.write_ini(
-        tmp_path, f'zeo://{tmp_path}/afile/zeo.sock',
-        **{'zeostore.autostart': 'true', 'zeostore.zeo_conf': conf_path},
-    )
-    status, output = run_pserve(tmp_path, ini)
-    assert status != 0
-    assert 'ZeostoreConfigurationError: zeostore.zeo_conf: ' in output
+    sock = f'{tmp_path}/afile/zeo.sock'
+    conf_path = zeo_conf_at(tmp_path, sock, f'{tmp_path}/Data.fs')
+    output = refused_by_pserve(tmp_path, autostarted, conf_path,
+                               f'zeo://{sock}')
     assert f"File exists: '{tmp_path}/afile'" in output, output
     assert 'FileExistsError' not in output
-    assert fconf.runzeo_pids(conf.path) == []
 
 
 # -- several processes at once ------------------------------------------------
@@ -324,13 +333,9 @@ def pzeo(tmp_path, *args: str) -> subprocess.CompletedProcess:
 def test_pzeo_start_refuses_a_zeo_conf_of_another_server(
     tmp_path, autostarted
 ):
-    conf_path = tmp_path / 'zeo.conf'
-    conf_path.write_text(
-        f'<zeo>\n  address {tmp_path}/other.sock\n'
-        f'  pid-filename {tmp_path}/zeo.pid\n</zeo>\n'
-        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
-    )
-    conf = zeoserver.read_zeo_conf(str(conf_path))
+    conf_path = zeo_conf_at(tmp_path, f'{tmp_path}/other.sock',
+                            f'{tmp_path}/Data.fs', f'{tmp_path}/zeo.pid')
+    conf = zeoserver.read_zeo_conf(conf_path)
     autostarted.append(conf)
     ini = fconf.write_ini(
         tmp_path, f'zeo://{tmp_path}/var/zeo.sock',
@@ -355,12 +360,9 @@ def test_pzeo_start_refuses_a_zeo_conf_of_another_server(
     assert len(fconf.runzeo_pids(conf.path)) == 1
     assert zeoserver.stop_server(conf)
     port = fconf.free_port()
-    conf_path.write_text(
-        f'<zeo>\n  address localhost:{port}\n'
-        f'  pid-filename {tmp_path}/zeo.pid\n</zeo>\n'
-        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
-    )
-    autostarted.append(zeoserver.read_zeo_conf(str(conf_path)))
+    zeo_conf_at(tmp_path, f'localhost:{port}', f'{tmp_path}/Data.fs',
+                f'{tmp_path}/zeo.pid')
+    autostarted.append(zeoserver.read_zeo_conf(conf_path))
     ini = fconf.write_ini(
         tmp_path, f'zeo://127.0.0.1:{port}',
         **{'zeostore.zeo_conf': conf_path},
@@ -376,12 +378,8 @@ def test_pzeo_start_folder_under_a_file_and_exit_at_once(
 ):
     (tmp_path / 'afile').write_text('a file, not a folder\n')
     sock = f'{tmp_path}/afile/zeo.sock'
-    conf_path = tmp_path / 'zeo.conf'
-    conf_path.write_text(
-        f'<zeo>\n  address {sock}\n</zeo>\n'
-        f'<filestorage>\n  path {tmp_path}/Data.fs\n</filestorage>\n'
-    )
-    autostarted.append(zeoserver.read_zeo_conf(str(conf_path)))
+    conf_path = zeo_conf_at(tmp_path, sock, f'{tmp_path}/Data.fs')
+    autostarted.append(zeoserver.read_zeo_conf(conf_path))
     ini = fconf.write_ini(
         tmp_path, f'zeo://{sock}', **{'zeostore.zeo_conf': conf_path}
     )
@@ -395,10 +393,7 @@ def test_pzeo_start_folder_under_a_file_and_exit_at_once(
 
     # The socket's folder is fine, the storage's is a file: runzeo exits.
     sock = f'{tmp_path}/var/zeo.sock'
-    conf_path.write_text(
-        f'<zeo>\n  address {sock}\n</zeo>\n'
-        f'<filestorage>\n  path {tmp_path}/afile/Data.fs\n</filestorage>\n'
-    )
+    zeo_conf_at(tmp_path, sock, f'{tmp_path}/afile/Data.fs')
     ini = fconf.write_ini(
         tmp_path, f'zeo://{sock}', **{'zeostore.zeo_conf': conf_path}
     )
