@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from pyramid.paster import bootstrap, setup_logging
 
+from .. import compat
 from ..connection import get_databases
 from ..pshell import setup
 from . import CommandError, add_ini, load_app, split_config_uri
@@ -66,11 +67,17 @@ def session(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     try:
         filling = setup(env)
         next(filling)
+        conn = env['conn']
         try:
             env['settings'] = env['registry'].settings
             yield env
         finally:
+            dropped = len(compat.changed_objects(conn))
             filling.close()
+            if dropped:  # as pshell: only commit() saves; say so
+                print(f'pzeo {args.command}: {dropped} changed objects '
+                      'were not committed, and are dropped (commit() '
+                      'saves them)', file=sys.stderr)
     finally:
         env['closer']()
         get_databases(env['registry']).close()

@@ -143,6 +143,10 @@ def test_shell_and_run_beside_a_running_server(project, servers):
     )
     assert res.returncode == 0, res.stderr
     assert "['from_shell', 'not_committed']" in res.stdout
+    # As pshell, only commit() saves: the rest is dropped, and said.
+    assert 'changed objects were not committed, and are dropped' in (
+        res.stderr
+    )
     status, _, body = app.request('/?format=json')
     names = [item['name'] for item in json.loads(body)['items']]
     assert names == ['from_shell']  # seen at once: server_sync
@@ -165,6 +169,7 @@ def test_shell_and_run_beside_a_running_server(project, servers):
     )
     res = pzeo('run', 'development.ini', 'job.py', 'a', 'b', cwd=project)
     assert res.returncode == 3, res.stderr  # the script's own status
+    assert 'not committed' not in res.stderr
     status, _, body = app.request('/?format=json')
     names = [item['name'] for item in json.loads(body)['items']]
     assert names == ['a', 'b', 'from_shell']

@@ -329,6 +329,9 @@ def env_for_venv(venv: str, **extra) -> dict:
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(('PYTHON', 'VIRTUAL_ENV', 'COVERAGE'))
+        # a user's make, not a sub-make of the one running this suite
+        # (whose "Entering directory" lines would wrap pytest's summary)
+        and k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS')
     }
     env['PATH'] = os.pathsep.join(
         [os.path.join(venv, 'bin'), env.get('PATH', '/usr/bin:/bin')]
@@ -428,8 +431,7 @@ def test_a_new_project_installs_tests_and_serves(
     assert f'make test VENV={venv} && make serve VENV={venv}' in created
     out = step.run(
         'make test',
-        ['make', 'test', f'VENV={venv}',
-         'PYTEST_ARGS=-p no:cacheprovider'],
+        ['make', 'test', f'VENV={venv}', 'PYTEST_ARGS=-p no:cacheprovider'],
         PIP_TIMEOUT + TEST_TIMEOUT, env=env, cwd=project,
     )
     summary = out.strip().splitlines()[-1]
