@@ -17,7 +17,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-from pyramid.exceptions import ConfigurationError, ConfigurationExecutionError
+from pyramid.exceptions import ConfigurationError
 
 from . import commands
 from .commands import CommandError
@@ -59,15 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pzeo``; return the exit status."""
     args = parser().parse_args(argv)
     try:
-        try:
-            # What goes wrong is said once, below: not logged too (for
-            # a server's log) by the databases or by ZEO's client, which
-            # adds a traceback to a storage the server does not have.
-            with commands.quiet_logger(level=logging.CRITICAL), \
-                    commands.quiet_logger(ZEO_CLIENT, logging.CRITICAL):
-                return args.func(args) or 0
-        except ConfigurationExecutionError as e:  # raised by an action
-            raise commands.unwrap(e) from None
+        # What goes wrong is said once, below: not logged too (for a
+        # server's log) by the databases or by ZEO's client, which adds a
+        # traceback to a storage the server does not have. (Loading an
+        # app takes errors out of Pyramid's wrapper: commands.load_app.)
+        with commands.quiet_logger(level=logging.CRITICAL), \
+                commands.quiet_logger(ZEO_CLIENT, logging.CRITICAL):
+            return args.func(args) or 0
     except CommandError as e:
         print(f'pzeo {args.command}: {e}', file=sys.stderr)
         return e.status

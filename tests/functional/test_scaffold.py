@@ -184,6 +184,13 @@ def test_create_next_steps_when_not_from_an_index(
         f'VENV={sys.prefix} (pyramid_zeostore is installed from '
         'file:///src/x.whl, not a package index'
     ) in out
+    def missing(name):
+        raise create.PackageNotFoundError(name)
+
+    monkeypatch.setattr(create, 'distribution', missing)  # a bare checkout
+    assert 'pyramid_zeostore is installed from a checkout' in (
+        create.next_steps('here')
+    )
     monkeypatch.setattr(sys, 'prefix', sys.base_prefix)  # no virtualenv
     assert create.next_steps('here').startswith(
         f"next: cd here && {sys.executable} -m pip install -e '.[testing]'"

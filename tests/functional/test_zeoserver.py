@@ -229,6 +229,20 @@ def test_ensure_server_socket_folder_under_a_file(
     assert (tmp_path / 'afile').read_text() == 'a file, not a folder\n'
 
 
+def test_ensure_server_log_that_cannot_be_written(tmp_path, cleanup_servers):
+    from pyramid_zeostore import ZeostoreConfigurationError
+
+    conf = zeoserver.read_zeo_conf(
+        write_conf(tmp_path, f'{tmp_path}/var/zeo.sock')
+    )
+    os.makedirs(conf.log_file)  # var/zeo.log is a folder
+    with pytest.raises(ZeostoreConfigurationError) as e:
+        zeoserver.ensure_server(conf, 30)
+    assert e.value.key == 'zeostore.zeo_conf'
+    assert 'Is a directory' in str(e.value) and 'zeo.log' in str(e.value)
+    assert not zeoserver._started
+
+
 def test_ensure_server_timeout_terminates_the_server(
     zeo_conf, cleanup_servers
 ):

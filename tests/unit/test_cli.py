@@ -161,3 +161,36 @@ def test_a_missing_section_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f'pzeo status: {ini}: '), err
     assert 'other' in err
+
+
+def test_an_apps_setting_refused_by_an_action_is_said_as_itself(
+    tmp_path, capsys
+):
+    # check_keys is a configuration action: Pyramid wraps what it raises
+    # in ConfigurationExecutionError ("... in: Line 0 of file None").
+    ini = tmp_path / 'app.ini'
+    ini.write_text(
+        '[app:main]\nuse = call:tests.functional.classicapp:main\n'
+        'zodb_uri = memory://\nzeostore.bogus_key = 1\n'
+    )
+    assert cli.main(['shell', str(ini), '-c', 'print(1)']) == 2
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err.startswith(
+        'pzeo shell: configuration error: zeostore.bogus_key: expected a '
+        'known setting'
+    ), err
+    assert 'Line 0' not in err and 'class' not in err
+
+
+def test_unwrap_leaves_other_errors_as_they_are():
+    from pyramid.exceptions import ConfigurationExecutionError
+
+    from pyramid_zeostore.commands import unwrap
+
+    wrapped = ConfigurationExecutionError(
+        ValueError, ValueError('not a setting'), 'info'
+    )
+    assert unwrap(wrapped) is wrapped
+    plain = ValueError('x')
+    assert unwrap(plain) is plain

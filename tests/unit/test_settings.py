@@ -463,3 +463,16 @@ def test_check_on_startup_names_its_three_values():
                         'zeostore.check_on_startup': 'sometimes'})
     assert info.value.key == 'zeostore.check_on_startup'
     assert 'expected true, false or strict' in str(info.value)
+
+
+def test_check_dotted_relative_names_need_the_package():
+    from pyramid_zeostore.settings import check_dotted
+
+    # pzeo has no app package: a relative name is left to the app.
+    check_dotted({'zeostore.appmaker': '.models.appmaker'})
+    with pytest.raises(ConfigurationError) as info:
+        check_dotted({'zeostore.appmaker': '.no_such.appmaker'},
+                     'pyramid_zeostore')
+    assert info.value.key == 'zeostore.appmaker'
+    check_dotted({'zeostore.appmaker': '.root.default_appmaker'},
+                 'pyramid_zeostore')
