@@ -49,23 +49,18 @@ __all__ = [
 #: The longest name a folder accepts, in characters.
 MAX_NAME_LENGTH = 255
 
-#: Characters a name may not hold besides the format characters (Unicode
-#: category Cf), as they make one name look like another or like nothing:
-#: bidirectional controls (U+202E shows the rest of a name reversed),
-#: zero-width characters and the byte order mark (all Cf, listed before the
-#: rule took every Cf), and the fillers that show as a blank (the combining
-#: grapheme joiner, Hangul fillers, Khmer inherent vowels).
-INVISIBLE = frozenset(
-    '\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d'
-    '\u202e\u2060\u2066\u2067\u2068\u2069\ufeff'
-    '\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0'
-)
+#: Characters that show as a blank, which a name may not hold besides the
+#: format characters (see :func:`invisible`): the combining grapheme
+#: joiner, Hangul fillers, Khmer inherent vowels.
+FILLERS = frozenset('\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0')
 
 
 def invisible(char: str) -> bool:
     """Is ``char`` not seen, so that no name may hold it: a format
-    character (Cf: soft hyphen, tags, ...) or one of :data:`INVISIBLE`?"""
-    return char in INVISIBLE or unicodedata.category(char) == 'Cf'
+    character (Unicode category Cf: bidirectional controls such as U+202E,
+    which shows the rest of a name reversed, zero-width characters, the
+    byte order mark, the soft hyphen, tags) or one of :data:`FILLERS`?"""
+    return char in FILLERS or unicodedata.category(char) == 'Cf'
 
 
 _MISSING: Any = object()

@@ -38,17 +38,14 @@ def below_a_value(root: Any, path: str) -> bool:
     for segment in split_path_info(path):
         if segment.startswith(VIEW_SELECTOR):
             return False
-        if not isinstance(context, Persistent | dict) and hasattr(
-            context, '__getitem__'
-        ):
-            try:
-                context[segment]
-            except TypeError:
-                return True
-            except Exception:  # noqa: BLE001 - not the failure in question
-                return False
         try:
             context = context[segment]
+        except TypeError:
+            # From a plain value's own [text]; a persistent object's or a
+            # mapping's TypeError is the app's.
+            return hasattr(context, '__getitem__') and not isinstance(
+                context, Persistent | dict
+            )
         except Exception:  # noqa: BLE001 - the traverser's to report
             return False
     return False
