@@ -24,6 +24,7 @@ import decimal
 import io
 import pickle
 import re
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -303,8 +304,7 @@ def _target(context: Any, request: Any) -> dict:
         return {
             'db': get_databases(request.registry).get(''), 'oid': oid,
             'title': f'oid {int(text, 16):016x}', 'crumbs': [],
-            'back_url': views.manage_url(request, root)
-            + f'/oid/{int(text, 16):016x}',
+            'back_url': views.oid_url(request, f'{int(text, 16):016x}'),
             'query': {'oid': f'{int(text, 16):016x}'},
             'self_url': views.manage_url(request, root, 'manage-history'),
         }
@@ -429,8 +429,7 @@ def history(context: Any, request: Any) -> Any:
         self_url=target['self_url'], query=target['query'],
         type_name=type_name, rows=rows, more=more, no_history=no_history,
         compared=compared, oid=f'{int.from_bytes(oid, "big"):016x}',
-        oid_url=lambda hexoid: views.manage_url(
-            request, request.root) + f'/oid/{hexoid}',
+        oid_url=partial(views.oid_url, request),
         compare_url=lambda a, b: target['self_url'] + '?' + urlencode(
             {**target['query'], 'a': a, 'b': b}),
         max_revisions=MAX_REVISIONS,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -252,8 +253,7 @@ def object_page(obj: Any, request: Any, errors: dict | None = None,
         size=getattr(obj, '_p_estimated_size', None),
         modified=_when(getattr(obj, '_p_mtime', None)), last=last,
         attributes=render.attributes(obj), errors=errors or {},
-        types=list(PARSERS), oid_url=lambda oid: manage_url(
-            request, request.root, 'manage') + f'/oid/{oid}',
+        types=list(PARSERS), oid_url=partial(oid_url, request),
         edit_url=edit_url(request, obj),
     )
 
@@ -266,8 +266,7 @@ def value_page(value: Any, request: Any, errors: dict | None = None,
     names = request.traversed
     found_in = holder(request.root, names)
     crumbs = []
-    if getattr(found_in, '__parent__', None) is not None or (
-            found_in is request.root):
+    if in_tree(request, found_in):
         crumbs = breadcrumbs(request, found_in) + [(names[-1], '')]
     return page(
         request, 'object.jinja2', status=status, obj=value,
@@ -276,15 +275,31 @@ def value_page(value: Any, request: Any, errors: dict | None = None,
         type_name=render.type_name(value), oid=None, size=None,
         modified=None, last=None,
         attributes=[('(value)', render.show(value), False)],
-        errors=errors or {}, types=[],
-        oid_url=lambda oid: manage_url(
-            request, request.root, 'manage') + f'/oid/{oid}',
+        errors=errors or {}, types=[], oid_url=partial(oid_url, request),
         edit_url=None,
     )
 
 
+def in_tree(request: Any, obj: Any) -> bool:
+    """Is ``obj`` reached from the root by names (the root, or in a
+    folder), not only by its oid?"""
+    return getattr(obj, '__parent__', None) is not None or (
+        obj is request.root)
+
+
+def oid_url(request: Any, hexoid: str) -> str:
+    """An object's page by its oid (in hex)."""
+    return manage_url(request, request.root) + f'/oid/{hexoid}'
+
+
+def error_status(errors: dict, status: int) -> int:
+    """A form's status: ``status`` (a 413 for a value too large) when
+    that is the one thing wrong, else 400."""
+    return status if len(errors) == 1 else 400
+
+
 def edit_url(request: Any, obj: Any) -> str:
-    if getattr(obj, '__parent__', None) is not None or obj is request.root:
+    if in_tree(request, obj):
         return manage_url(request, obj, 'manage-edit')
     return manage_url(request, request.root, 'manage-edit',
                       oid=render.oid_hex(obj))
@@ -391,9 +406,8 @@ def add(context: Folder, request: Any) -> Any:
                         errors['attributes'] = problem
                         break
     if errors:
-        # 413 only when a value too large is the one thing wrong
         return contents(context, request,
-                        status=status if len(errors) == 1 else 400,
+                        status=error_status(errors, status),
                         errors=errors, form=dict(request.POST))
     for key, value in attrs.items():
         setattr(child, key, value)
@@ -499,9 +513,8 @@ def edit(context: Any, request: Any) -> Any:
             elif (found := value_error(request, value)) is not None:
                 status, errors['value'] = found
     if errors:
-        # 413 only when a value too large is the one thing wrong
         return object_page(obj, request, errors=errors,
-                           status=status if len(errors) == 1 else 400)
+                           status=error_status(errors, status))
     try:
         setattr(obj, attr, value)
     except (ValueError, TypeError, AttributeError) as e:
@@ -513,9 +526,8 @@ def edit(context: Any, request: Any) -> Any:
     where = (resource_path(obj) if getattr(obj, '__parent__', None)
              is not None else f'oid {render.oid_hex(obj)}')
     note(request, f'set {attr} of {where}')
-    if getattr(obj, '__parent__', None) is None and obj is not request.root:
-        return HTTPSeeOther(manage_url(request, request.root)
-                            + f'/oid/{render.oid_hex(obj)}')
+    if not in_tree(request, obj):
+        return HTTPSeeOther(oid_url(request, render.oid_hex(obj)))
     target = 'manage-object' if isinstance(obj, Folder) else 'manage'
     return HTTPSeeOther(manage_url(request, obj, target))
 
