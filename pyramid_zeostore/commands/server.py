@@ -7,7 +7,6 @@ import os
 
 from .. import zeoserver
 from ..display import format_address
-from ..exceptions import ZeostoreConfigurationError
 from ..settings import ZeostoreSettings
 from . import CommandError, add_ini, add_zeo_conf, load_settings, zeo_conf_path
 
@@ -94,12 +93,9 @@ def run_start(args: argparse.Namespace) -> int:
     )
     try:
         pid = zeoserver.ensure_server(
-            conf, timeout, settings.socket_mode, settings.socket_group
+            conf, timeout, settings.socket_mode, settings.socket_group,
+            key=_key(args),  # its folder's error names it: status 2
         )
-    except ZeostoreConfigurationError as e:  # its folder: status 2
-        raise ZeostoreConfigurationError(
-            _key(args), e.value, e.expected
-        ) from None
     except RuntimeError as e:  # it exited, or did not answer: status 1
         raise CommandError(str(e)) from None
     if pid is None:  # another process started it meanwhile

@@ -211,14 +211,14 @@ def test_start_failures(tmp_path, monkeypatch, capsys):
     )
     ini = write_project(tmp_path, zeo_conf=conf)
 
-    def broken(*args):
+    def broken(*args, **kw):
         raise RuntimeError('runzeo did not answer; see zeo.log')
 
     monkeypatch.setattr(zeoserver, 'ensure_server', broken)
     assert cli.main(['start', ini, '--timeout', '1']) == 1
     assert 'see zeo.log' in capsys.readouterr().err
     # another process started it between the check and the start
-    monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a: None)
+    monkeypatch.setattr(zeoserver, 'ensure_server', lambda *a, **k: None)
     assert cli.main(['start', ini]) == 0
     assert 'already running' in capsys.readouterr().out
 
