@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.exceptions import ConfigurationError
+from pyramid.exceptions import (
+    ConfigurationError,
+    ConfigurationExecutionError,
+)
 from pyramid_retry import IRetryableError
 from zope.interface import implementer
 
@@ -147,3 +150,16 @@ class CommandError(ZeostoreError):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+def unwrap(
+    error: BaseException, kinds: tuple[type[BaseException], ...]
+) -> BaseException:
+    """What a configuration action raised, if it is one of ``kinds``,
+    out of Pyramid's ConfigurationExecutionError (whose text adds the
+    class and "in: Line 0 of file None"); else ``error`` itself."""
+    if isinstance(error, ConfigurationExecutionError) and isinstance(
+        error.evalue, kinds
+    ):
+        return error.evalue
+    return error

@@ -29,7 +29,11 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from ZEO.Exceptions import ClientDisconnected
 
 from ..connection import get_databases
-from ..exceptions import DatabaseUnavailable, ZeostoreConfigurationError
+from ..exceptions import (
+    DatabaseUnavailable,
+    ZeostoreConfigurationError,
+    unwrap,
+)
 from ..folder import Folder
 from ..interfaces import (
     IAppmaker,
@@ -74,9 +78,10 @@ def main(global_config: dict, **settings: Any) -> Guard:
     except ConfigurationExecutionError as e:
         # A setting refused by an action (an unknown key, the zeo.conf of
         # autostart): its own error, not Pyramid's "in: Line 0" wrapper.
-        if isinstance(e.evalue, ConfigurationError):
-            raise e.evalue from None
-        raise
+        found = unwrap(e, (ConfigurationError,))
+        if found is e:
+            raise  # anything else: Pyramid's, with the traceback it chains
+        raise found from None
     registry = config.registry
     policy = registry.getUtility(ISecurityPolicy)
     policy.ini = global_config.get('__file__') or policy.ini

@@ -17,6 +17,7 @@ from pyramid.exceptions import (
 )
 from pyramid.paster import get_appsettings
 
+from .. import exceptions
 from ..app.settings import READERS as APP_READERS
 from ..app.settings import parse_app_settings
 from ..exceptions import CommandError, DatabaseUnavailable
@@ -104,7 +105,7 @@ def load_app(path: str, section: str, load: Callable[[], T]) -> T:
     that does not answer is :class:`DatabaseUnavailable` (status 1). The
     startup warnings meant for a web server's log are kept quiet."""
     try:
-        with quiet_logger(), quiet_logger('pyramid_zeostore.app'):
+        with quiet_logger('pyramid_zeostore.app'):
             return load()
     except ConfigurationExecutionError as e:
         raise unwrap(e) from None
@@ -118,13 +119,11 @@ def load_app(path: str, section: str, load: Callable[[], T]) -> T:
 
 
 def unwrap(error: BaseException) -> BaseException:
-    """What an action raised, out of Pyramid's ConfigurationExecutionError
-    (whose text adds its type and "in: Line 0 of file None")."""
-    if isinstance(error, ConfigurationExecutionError) and isinstance(
-        error.evalue, (ConfigurationError, DatabaseUnavailable)
-    ):
-        return error.evalue
-    return error
+    """What an action raised, if it is a configuration error or a
+    database that did not answer, out of Pyramid's wrapper."""
+    return exceptions.unwrap(
+        error, (ConfigurationError, DatabaseUnavailable)
+    )
 
 
 def load_settings(args: argparse.Namespace) -> ZeostoreSettings:

@@ -35,7 +35,6 @@ from . import (
     load_app,
     load_settings,
     progress,
-    quiet_logger,
     select,
     split_config_uri,
 )
@@ -281,8 +280,7 @@ def _rename_in(
     for spec in select(settings.databases, args.db):
         databases = Databases([spec], settings.connect_timeout)
         try:
-            with quiet_logger():
-                db = databases.get(spec.name)
+            db = databases.get(spec.name)
             with progress(args, f'rename in {spec.key}',
                           db.objectCount()) as shown:
                 updater = ProgressUpdater(

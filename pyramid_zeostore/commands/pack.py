@@ -26,7 +26,6 @@ from . import (
     human,
     load_settings,
     progress,
-    quiet_logger,
     select,
 )
 
@@ -145,8 +144,7 @@ def _pack_one(
     )
     databases = Databases([spec], timeout)
     try:
-        with quiet_logger():
-            db = databases.get(spec.name)
+        db = databases.get(spec.name)
         databases.sync(spec.name)
         row['size_before'] = db.getSize()
         row['objects_before'] = db.objectCount()

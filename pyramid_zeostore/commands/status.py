@@ -9,7 +9,7 @@ from dataclasses import asdict
 from ..databases import Databases
 from ..display import address_json
 from ..probe import check
-from . import add_ini, human, load_settings, quiet_logger
+from . import add_ini, human, load_settings
 
 ORDER = 10
 
@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     )
     # A server that connects but does not answer is down too.
     databases = Databases(settings.databases, timeout, max(timeout, 0.05))
-    # The reason a server is down is printed below; not twice.
+    # The reason a server is down is printed below (pzeo keeps the
+    # databases' log of it quiet: cli.main).
     try:
-        with quiet_logger():
-            found = check(databases, timeout)
+        found = check(databases, timeout)
         rows = []
         for health in found:
             row = dict(asdict(health), address=address_json(health.address))

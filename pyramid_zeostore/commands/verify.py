@@ -433,8 +433,7 @@ def _verify_spec(
     databases = Databases([spec], timeout)
     try:
         try:
-            with quiet_logger():
-                db = databases.get(spec.name)
+            db = databases.get(spec.name)
         except Exception as e:  # down, refused, locked, ...
             return Report(errors=[f'cannot open it: {e}'])
         if not hasattr(db.storage, 'record_iternext'):
