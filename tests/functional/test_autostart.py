@@ -35,20 +35,27 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 
-@pytest.fixture
-def autostart_ini(tmp_path, autostarted):
-    """A zeo.conf in tmp/var and an autostart ini pointing to it."""
+def write_autostart_ini(tmp_path, autostarted, uri=None):
+    """A zeo.conf in tmp/var and an autostart ini for ``uri`` (default:
+    the zeo.conf's server) pointing to it; (conf, ini)."""
     conf = zeoserver.read_zeo_conf(rconf.write_zeo_conf(tmp_path / 'var'))
     autostarted.append(conf)
     ini = fconf.write_ini(
         tmp_path,
-        f'zeo://{conf.address}',
+        uri or f'zeo://{conf.address}',
         **{
             'zeostore.autostart': 'true',
             'zeostore.zeo_conf': conf.path,
             'zeostore.autostart_timeout': '30',
         },
     )
+    return conf, ini
+
+
+@pytest.fixture
+def autostart_ini(tmp_path, autostarted):
+    """A zeo.conf in tmp/var and an autostart ini pointing to it."""
+    conf, ini = write_autostart_ini(tmp_path, autostarted)
     assert not zeoserver.is_listening(conf.address)
     return conf, ini
 
@@ -302,15 +309,8 @@ def test_the_one_line_move_to_file_leaves_autostart_alone(
 ):
     # development.ini with zodb_uri changed to file:// and autostart
     # still true: pserve serves the file, and no runzeo takes its lock.
-    conf = zeoserver.read_zeo_conf(rconf.write_zeo_conf(tmp_path / 'var'))
-    autostarted.append(conf)
-    ini = fconf.write_ini(
-        tmp_path,
-        f'file://{tmp_path}/var/Data.fs',
-        **{
-            'zeostore.autostart': 'true',
-            'zeostore.zeo_conf': conf.path,
-        },
+    conf, ini = write_autostart_ini(
+        tmp_path, autostarted, f'file://{tmp_path}/var/Data.fs'
     )
     server = servers(fconf.pserve(ini))
     status, _, body = server.request('/?format=json')
